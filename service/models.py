@@ -1,0 +1,240 @@
+"""The store's tables (SQLAlchemy 2.0 typed ORM). Migrations live in ``service/migrations``.
+
+Nothing here is ever deleted or overwritten by the service: an edit of a platform item
+is a new ``Evidence`` version, a failed delivery is a new ``DeliveryAttempt``.
+All datetimes are stored as aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite forgets the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Case(Base):
+    """A case as last loaded from config (config is the source of truth)."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    reference: Mapped[str | None] = mapped_column(String(200))
+    effective: Mapped[date] = mapped_column(Date)
+    expires: Mapped[date | None] = mapped_column(Date)
+    # The case's config (parties, handles, terms) as JSON, for the export cover.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
+
+
+class WatcherState(Base):
+    __tablename__ = "watcher_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type: Mapped[str] = mapped_column(String(50))
+    cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_poll_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Set after an auth error: not polled again until the config changes.
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # Whether the "watcher is failing" alert went out for the current failure run.
+    failing_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_notes: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ChainHead(Base):
+    """One row (id=1): the newest chain position and hash. Appending evidence locks
+    it, so that concurrent replicas append one after another."""
+
+    __tablename__ = "chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    chain_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Evidence(Base):
+    """One version of one platform item, exactly as captured, in the hash chain."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (
+        UniqueConstraint("platform", "native_id", "content_sha256", name="uq_evidence_item_content"),
+        UniqueConstraint("platform", "native_id", "version", name="uq_evidence_item_version"),
+        Index("ix_evidence_text_fingerprint", "text_fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # Position in the hash chain, 1-based, gap-free.
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    platform: Mapped[str] = mapped_column(String(50))
+    native_id: Mapped[str] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(30))
+    url: Mapped[str | None] = mapped_column(Text)
+    author_handle: Mapped[str | None] = mapped_column(String(300))
+    author_id: Mapped[str | None] = mapped_column(String(300))
+    author_display_name: Mapped[str | None] = mapped_column(Text)
+    author_created_at: Mapped[datetime | None]
+    addressed_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    text: Mapped[str] = mapped_column(Text)
+    posted_at: Mapped[datetime | None]
+    captured_at: Mapped[datetime]
+    watcher: Mapped[str] = mapped_column(String(100))
+    capture_method: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_content_type: Mapped[str] = mapped_column(String(100))
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    # Dedup key for versions: hash of what the platform says (not of capture time).
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    # Normalised-text hash: the same post seen through two sources shares it.
+    text_fingerprint: Mapped[str] = mapped_column(String(64))
+    # SHA-256 over the canonical form (docs/evidence.md) and the chain hash.
+    sha256: Mapped[str] = mapped_column(String(64))
+    chain_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Violation(Base):
+    __tablename__ = "violations"
+    __table_args__ = (Index("ix_violations_case_author", "case_id", "author_key", "last_seen"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[str] = mapped_column(String(10))
+    suspected: Mapped[bool] = mapped_column(Boolean, default=False)
+    score: Mapped[float | None]
+    reason: Mapped[str] = mapped_column(Text)
+    # Normalised author, for grouping hits of one author into one violation.
+    author_key: Mapped[str] = mapped_column(String(300))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    created_at: Mapped[datetime]
+    # False for hits before the order took effect or after it expired: kept, shown
+    # with ``timeline --all``, never alerted.
+    in_order_period: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    evidence_links: Mapped[list[ViolationEvidence]] = relationship(
+        back_populates="violation", order_by="ViolationEvidence.evidence_id"
+    )
+
+
+class ViolationEvidence(Base):
+    __tablename__ = "violation_evidence"
+
+    violation_id: Mapped[str] = mapped_column(ForeignKey("violations.id"), primary_key=True)
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+    violation: Mapped[Violation] = relationship(back_populates="evidence_links")
+    evidence: Mapped[Evidence] = relationship()
+
+
+class OutboxAlert(Base):
+    """One alert to one route. ``dedup_key`` makes it exactly one per (violation,
+    route) and one per watcher-health event per route."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    route: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(20))  # violation | health | test
+    violation_id: Mapped[str | None] = mapped_column(ForeignKey("violations.id"))
+    severity: Mapped[str] = mapped_column(String(10))
+    # Pre-rendered text for health/test alerts; violation alerts render at send time
+    # so that evidence grouped in during group_wait is included.
+    title: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | sent
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_alert_outbox_pending", "state", "next_attempt_at"),)
+
+
+class DeliveryAttempt(Base):
+    """Every attempt at every target of a route, with the target's URL masked."""
+
+    __tablename__ = "delivery_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("alert_outbox.id"), index=True)
+    # SHA-256 of the full target URL: identifies the target without storing secrets.
+    target_key: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)  # masked URL, safe to show
+    attempted_at: Mapped[datetime]
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Heartbeat(Base):
+    """Written by a running service so that ``status --health`` can tell it is alive."""
+
+    __tablename__ = "heartbeat"
+
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    beat_at: Mapped[datetime]
+    started_at: Mapped[datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

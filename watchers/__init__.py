@@ -1,0 +1,1 @@
+"""Platform watchers: each module turns one platform's API into Observations."""
