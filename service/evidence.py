@@ -1,0 +1,87 @@
+"""Canonical form, SHA-256 and hash chain of evidence records (see docs/evidence.md).
+
+Kept free of the ORM so that verification and the export packet use exactly the same
+code as capture, and so that a third party can re-implement it from the docs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_CHAIN = "0" * 64
+CANONICAL_FIELDS = (
+    "seq",
+    "platform",
+    "native_id",
+    "version",
+    "url",
+    "author_handle",
+    "author_id",
+    "posted_at",
+    "captured_at",
+    "text",
+    "raw_sha256",
+)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """UTC, whole seconds, ``2026-05-01T10:00:00Z``: the one timestamp form used in
+    hashes, JSON and CSV."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime in evidence; use aware UTC datetimes")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def truncate_to_second(value: datetime) -> datetime:
+    """Evidence times are kept to the second, so that hashes recompute from JSON."""
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_bytes(record: Mapping[str, Any]) -> bytes:
+    """The canonical form: a JSON object of exactly ``CANONICAL_FIELDS``, keys sorted,
+    no whitespace, non-ASCII kept as UTF-8. Times must already be ``format_time`` strings.
+    """
+    missing = [name for name in CANONICAL_FIELDS if name not in record]
+    if missing:
+        raise ValueError(f"evidence record lacks canonical fields: {', '.join(missing)}")
+    subset = {name: record[name] for name in CANONICAL_FIELDS}
+    return json.dumps(subset, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def record_sha256(record: Mapping[str, Any]) -> str:
+    return sha256_hex(canonical_bytes(record))
+
+
+def chain_sha256(previous_chain: str, record_hash: str) -> str:
+    """Each link covers the previous link: SHA-256 of the two hex digests joined."""
+    return sha256_hex(f"{previous_chain}{record_hash}".encode("ascii"))
+
+
+def text_fingerprint(text: str) -> str:
+    """Hash of the text with formatting differences removed, so the same post seen
+    through two sources (an RSS mirror and the API) is recognised as one."""
+    folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return sha256_hex(folded.encode("utf-8"))
+
+
+def content_sha256(fields: Mapping[str, Any]) -> str:
+    """Identity of one version of a platform item: what the platform says about it,
+    not when or how often we saw it (so re-polling never makes a new version)."""
+    return sha256_hex(
+        json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8"
+        )
+    )
