@@ -8,7 +8,7 @@ All datetimes are stored as aware UTC.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -62,7 +62,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
 
 
 class Case(Base):
@@ -113,7 +117,9 @@ class Evidence(Base):
 
     __tablename__ = "evidence"
     __table_args__ = (
-        UniqueConstraint("platform", "native_id", "content_sha256", name="uq_evidence_item_content"),
+        UniqueConstraint(
+            "platform", "native_id", "content_sha256", name="uq_evidence_item_content"
+        ),
         UniqueConstraint("platform", "native_id", "version", name="uq_evidence_item_version"),
         Index("ix_evidence_text_fingerprint", "text_fingerprint"),
     )

@@ -29,7 +29,7 @@ class Order(_Strict):
     effective: date
     expires: date | None = None
     reference: str | None = None
-    terms: list[Term] = Field(default_factory=lambda: ["no_contact"])
+    terms: list[Term] = Field(default_factory=lambda: list[Term](["no_contact"]))
 
     @model_validator(mode="after")
     def _expires_after_effective(self) -> Order:

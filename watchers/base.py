@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pytimeparse import parse as parse_timespan
+from pytimeparse.timeparse import timeparse as parse_timespan
 
 ObservationKind = Literal[
     "post",
