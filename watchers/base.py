@@ -40,7 +40,7 @@ def _parse_duration(value: object) -> object:
     if isinstance(value, str):
         seconds = parse_timespan(value.strip())
         if seconds is None:
-            raise ValueError(f"{value!r} is not a duration; write it like 90s, 5m or 1h")
+            raise ValueError("not a duration; write it like 90s, 5m or 1h")
         return timedelta(seconds=seconds)
     raise ValueError("expected a duration like 90s, 5m or 1h")
 
