@@ -226,8 +226,9 @@ class Pipeline:
         """Poll a failing source less often, up to an hour (or its own interval)."""
         if failures <= 1:
             return settings.every
-        factor = 2 ** min(failures - 1, 10)
-        return min(settings.every * factor, max(settings.every, MAX_BACKOFF))
+        factor: int = 2 ** min(failures - 1, 10)
+        grown: timedelta = settings.every * factor
+        return min(grown, max(settings.every, MAX_BACKOFF))
 
 
 def _episode(view: WatcherStateView | None) -> str:
