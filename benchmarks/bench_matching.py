@@ -1,0 +1,332 @@
+"""Matching throughput for a clinic-sized configuration, as a ratio to a bare scan.
+
+Builds a few thousand synthetic cases, matches a stream of synthetic observations
+(mostly unrelated chatter, some naming or replying to a protected person, some from
+restrained parties and their look-alikes), and prints the time per observation as a
+ratio to a bare pyahocorasick scan of the same texts for the same names, measured in
+the same run so that the ratio holds on a noisy machine.
+
+    .venv/bin/python benchmarks/bench_matching.py [--cases 2000] [--observations 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ahocorasick
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.matching import Matcher
+from service.settings import CaseSettings
+from watchers.base import Observation
+
+FIRST = [
+    "alex",
+    "sam",
+    "kim",
+    "jo",
+    "robin",
+    "casey",
+    "morgan",
+    "taylor",
+    "jamie",
+    "drew",
+    "noor",
+    "ines",
+    "mateo",
+    "yuki",
+    "amara",
+    "lena",
+    "omar",
+    "priya",
+    "sven",
+    "zoe",
+]
+LAST = [
+    "smith",
+    "garcia",
+    "lee",
+    "nguyen",
+    "okafor",
+    "muller",
+    "rossi",
+    "kowalski",
+    "silva",
+    "haddad",
+    "tanaka",
+    "olsen",
+    "dubois",
+    "novak",
+    "ibrahim",
+    "walsh",
+    "reyes",
+    "khan",
+]
+FILLER = [
+    "the",
+    "a",
+    "to",
+    "of",
+    "and",
+    "in",
+    "that",
+    "it",
+    "is",
+    "was",
+    "for",
+    "on",
+    "with",
+    "as",
+    "at",
+    "by",
+    "this",
+    "had",
+    "not",
+    "but",
+    "what",
+    "all",
+    "were",
+    "when",
+    "we",
+    "there",
+    "can",
+    "an",
+    "your",
+    "which",
+    "their",
+    "said",
+    "if",
+    "do",
+    "will",
+    "each",
+    "about",
+    "how",
+    "up",
+    "out",
+    "them",
+    "then",
+    "she",
+    "many",
+    "some",
+    "so",
+    "these",
+    "would",
+    "other",
+    "into",
+    "has",
+    "more",
+    "her",
+    "two",
+    "like",
+    "him",
+    "see",
+    "time",
+    "could",
+    "no",
+    "make",
+    "than",
+    "first",
+    "been",
+    "its",
+    "who",
+    "now",
+    "people",
+    "my",
+    "made",
+    "over",
+    "did",
+    "down",
+    "only",
+    "way",
+    "find",
+    "use",
+    "may",
+    "water",
+    "long",
+    "little",
+    "very",
+    "after",
+    "words",
+    "called",
+    "just",
+    "where",
+    "most",
+    "know",
+    "get",
+    "through",
+    "back",
+    "much",
+    "before",
+    "go",
+    "good",
+    "new",
+    "write",
+    "our",
+    "used",
+    "me",
+    "man",
+    "too",
+    "any",
+    "day",
+    "same",
+    "right",
+    "look",
+    "think",
+    "also",
+    "around",
+    "another",
+    "came",
+    "come",
+    "work",
+    "three",
+    "word",
+    "must",
+    "because",
+    "does",
+    "part",
+    "even",
+    "place",
+    "well",
+    "such",
+    "here",
+    "take",
+    "why",
+    "things",
+    "help",
+    "put",
+    "years",
+    "different",
+]
+
+
+def synthetic_cases(count: int, rng: random.Random) -> list[CaseSettings]:
+    cases = []
+    for index in range(count):
+        protected = f"{rng.choice(FIRST).title()} {rng.choice(LAST).title()}{index}"
+        restrained = f"{rng.choice(FIRST).title()} {rng.choice(LAST).title()}"
+        cases.append(
+            CaseSettings.model_validate(
+                {
+                    "id": f"case-{index}",
+                    "order": {"effective": "2026-01-01", "terms": ["no_contact", "no_mention"]},
+                    "protected": {
+                        "names": [protected],
+                        "handles": {"reddit": [f"prot_{index}"], "x": [f"p{index}x"]},
+                    },
+                    "restrained": {
+                        "names": [restrained],
+                        "handles": {"reddit": [f"restr_{index}"], "x": [f"rx_{index}"]},
+                        "associates": {"reddit": [f"friend_{index}"]},
+                    },
+                }
+            )
+        )
+    return cases
+
+
+def synthetic_stream(
+    cases: list[CaseSettings], count: int, rng: random.Random
+) -> list[Observation]:
+    stream = []
+    posted = datetime(2026, 5, 1, tzinfo=UTC)
+    for index in range(count):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(10, 60))]
+        author = f"user{rng.randint(0, 10**6)}"
+        addressed: tuple[str, ...] = ()
+        case = rng.choice(cases)
+        roll = rng.random()
+        if roll < 0.05:  # names a protected person
+            words.insert(rng.randint(0, len(words)), case.protected.names[0])
+        if 0.05 <= roll < 0.08:  # a reply to a protected person
+            addressed = (case.protected.handles["reddit"][0],)
+        if roll < 0.02:
+            author = case.restrained.handles["reddit"][0]
+        elif roll < 0.04:
+            author = case.restrained.handles["reddit"][0].replace("e", "3") + "_"
+        stream.append(
+            Observation(
+                platform="reddit",
+                native_id=f"t1_{index}",
+                kind="reply" if addressed else "comment",
+                raw=b"{}",
+                watcher="reddit",
+                author_handle=author,
+                addressed_to=addressed,
+                text=" ".join(words),
+                posted_at=posted,
+            )
+        )
+    return stream
+
+
+def timed(label: str, action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    elapsed = time.perf_counter() - start
+    print(f"  {label:<44} {elapsed * 1000:9.1f} ms")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--observations", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    cases = synthetic_cases(args.cases, rng)
+    stream = synthetic_stream(cases, args.observations, rng)
+    print(f"{args.cases} cases, {args.observations} observations")
+
+    baseline = ahocorasick.Automaton()
+    matcher_holder: list[Matcher] = []
+
+    def build_baseline() -> None:
+        for case in cases:
+            for name in case.protected.names:
+                baseline.add_word(name.lower(), case.id)
+        baseline.make_automaton()
+
+    def build_matcher() -> None:
+        matcher_holder.append(Matcher(cases))
+
+    print("build:")
+    base_build = timed("bare automaton of protected names", build_baseline)
+    match_build = timed("Matcher(cases)", build_matcher)
+    matcher = matcher_holder[0]
+
+    found: list[int] = []
+
+    def scan() -> None:
+        found.append(sum(1 for item in stream for _ in baseline.iter(item.text.lower())))
+
+    def match_all() -> None:
+        found.append(sum(len(matcher.match(item)) for item in stream))
+
+    case_ids = [case.id for case in cases]  # what a watcher serving every case passes
+
+    def match_all_filtered() -> None:
+        found.append(sum(len(matcher.match(item, case_ids)) for item in stream))
+
+    print("match:")
+    matcher.match(stream[0])  # the first call loads the confusables table
+    base_scan = min(timed("bare Aho-Corasick scan (lower-cased)", scan) for _ in range(3))
+    match_time = min(timed("Matcher.match", match_all) for _ in range(3))
+    filtered = min(timed("Matcher.match with every case id", match_all_filtered) for _ in range(3))
+    per_item_us = match_time / len(stream) * 1e6
+    print(f"hits: {found[-1]} (bare scan matches: {found[0]})")
+    print(f"build ratio  Matcher / bare automaton: {match_build / base_build:6.1f}x")
+    print(f"match ratio  Matcher / bare scan:      {match_time / base_scan:6.1f}x")
+    print(f"  ({per_item_us:.0f} µs per observation, {1e6 / per_item_us:,.0f} observations/s)")
+    print(f"match ratio  with case_ids / bare scan: {filtered / base_scan:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()

