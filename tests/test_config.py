@@ -97,8 +97,7 @@ def test_every_error_is_reported_at_once_with_lines() -> None:
     assert any(p.startswith("config.yaml:3: cases[0].order.effective: ") for p in found)
     assert any(p.startswith("config.yaml:3: cases[0].order.terms[0]: ") for p in found)
     assert (
-        "config.yaml:5: cases[0].restrained.handels: unknown key 'handels'; "
-        "did you mean 'handles'?"
+        "config.yaml:5: cases[0].restrained.handels: unknown key 'handels'; did you mean 'handles'?"
     ) in found
     assert any(
         p.startswith("config.yaml:7: watchers[0].type: unknown watcher type 'rs'; did you mean")
@@ -117,8 +116,9 @@ def test_cross_references_are_checked() -> None:
         "every: 90s}", "every: 90s, cases: [smith-v-do]}"
     )
     found = problems(text)
-    assert "config.yaml:12: cases[0].alert[0]: no alert route named 'phon'; did you mean 'phone'?" in (
-        found
+    assert (
+        "config.yaml:12: cases[0].alert[0]: no alert route named 'phon'; did you mean 'phone'?"
+        in (found)
     )
     assert any("watchers[0].cases[0]: no case named 'smith-v-do'" in p for p in found)
 
@@ -145,7 +145,7 @@ def test_order_must_expire_after_it_takes_effect() -> None:
 
 
 def test_not_yaml_and_empty_and_missing_file(tmp_path: Path) -> None:
-    assert problems("cases: [\n") [0].startswith("config.yaml:")
+    assert problems("cases: [\n")[0].startswith("config.yaml:")
     assert problems("") == ["config.yaml:1: the file is empty; see config.yaml"]
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yaml")
