@@ -111,6 +111,9 @@ def _configure_logging(state: CliState, loaded: LoadedConfig | None) -> None:
         "json" if state.log_format == "json" else "text",
         secrets=secrets,
     )
+    if not state.debug:
+        # Migration chatter on every start says nothing a user needs.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _secret_values(loaded: LoadedConfig) -> list[str]:
@@ -351,29 +354,42 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
     case = loaded.settings.case(case_id)
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
-    with _sessions(loaded) as (sessions, _), _progress(state) as progress:
-        task = progress.add_task("Building the evidence packet", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with _sessions(loaded) as (sessions, _), _LazyProgress(state) as progress:
         result = export_case(
-            sessions, case, out_dir, force=force, now=datetime.now(UTC), progress=advance
+            sessions, case, out_dir, force=force, now=datetime.now(UTC), progress=progress.advance
         )
     state.out.print(f"Wrote the evidence packet for {case_id} to {out_dir}: {result}")
 
 
-@contextmanager
-def _progress(state: CliState) -> Iterator[Progress]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=state.err,
-        transient=True,
-    ) as progress:
-        yield progress
+class _LazyProgress:
+    """A progress bar that appears with the first step, so an export refused at once
+    prints its error alone."""
+
+    def __init__(self, state: CliState) -> None:
+        self._console = state.err
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def advance(self, done: int, total: int) -> None:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("Building the evidence packet"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("export", total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> _LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
 
 
 @cli.command()
