@@ -77,7 +77,8 @@ def test_unknown_case_and_route_are_usage_errors(runner: CliRunner, tmp_path: Pa
 def test_empty_timeline_in_every_format(runner: CliRunner, tmp_path: Path) -> None:
     config = write(tmp_path)
     as_json = runner.invoke(cli, ["timeline", "-c", str(config), "--format", "json"])
-    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout) == []
     as_csv = runner.invoke(cli, ["timeline", "-c", str(config), "--format", "csv"])
     assert as_csv.stdout.splitlines()[0].startswith("violation_id,case,kind,severity")
     table = runner.invoke(cli, ["timeline", "-c", str(config)])
@@ -123,7 +124,8 @@ def test_export_refuses_a_non_empty_directory(runner: CliRunner, tmp_path: Path)
         cli, ["export", "-c", str(config), "--case", "smith-v-doe", "--out", str(out)]
     )
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: ") and "--force" in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "--force" in result.stderr
     assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
 
 

@@ -181,7 +181,8 @@ def test_feed_to_phone_end_to_end(
 
     first = nocontact("run", "-c", str(config), "--once")
     assert "forum: 5 item(s) read" in first.stdout
-    assert "broken: failed: " in first.stderr and "HTTP 500" in first.stderr
+    assert "broken: failed: " in first.stderr
+    assert "HTTP 500" in first.stderr
 
     rows = timeline(nocontact, config)
     kinds = [(row["kind"], row["evidence"][0]["author"]) for row in rows]
@@ -204,13 +205,14 @@ def test_feed_to_phone_end_to_end(
     assert contact["first_seen"] == "2026-05-01T10:00:00Z"
     assert "alex_smith" in contact["reason"]
     assert (suspected["severity"], suspected["suspected"]) == ("high", True)
-    assert "resembles restrained name \"John Doe\"" in suspected["reason"]
+    assert 'resembles restrained name "John Doe"' in suspected["reason"]
     assert (third["severity"], third["suspected"]) == ("medium", False)
     assert "associate" in third["reason"]
 
     everything = timeline(nocontact, config, "--all")
     outside = [row for row in everything if row["in_order_period"] is False]
-    assert len(outside) == 1 and outside[0]["alerted"] is False
+    assert len(outside) == 1
+    assert outside[0]["alerted"] is False
     assert outside[0]["first_seen"] == "2026-01-05T09:00:00Z"
 
     # One combined alert per target for the three violations; the text is not quoted.
@@ -223,7 +225,8 @@ def test_feed_to_phone_end_to_end(
     assert "smith-v-doe" in webhook_receiver.accepted[0].json["message"]
 
     status = nocontact("status", "-c", str(config)).stdout
-    assert "broken" in status and "HTTP 500" in status
+    assert "broken" in status
+    assert "HTTP 500" in status
 
     # A second round: nothing new to store, nothing new to say.
     before = len(feed_server.requests_for("/forum.xml"))
@@ -296,7 +299,8 @@ def test_alert_target_down_is_delivered_once_when_back(
     )
     smtp_server.stop()
     first = nocontact("run", "-c", str(config), "--once")
-    assert "0 sent" in first.stdout and "3 still queued" in first.stdout
+    assert "0 sent" in first.stdout
+    assert "3 still queued" in first.stdout
     assert all(row["alerted"] is False for row in timeline(nocontact, config))
     status = nocontact("status", "-c", str(config)).stdout
     assert "Alerts queued: 3" in status
