@@ -1,0 +1,237 @@
+"""Engine, sessions and schema migrations for the evidence store.
+
+SQLite (one file, private to its owner) and PostgreSQL (through psycopg 3) are
+supported. ``migrate()`` brings the schema to the newest Alembic revision and is
+called on every start, possibly by several replicas at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import stat
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+# Execution option read by the SQLite "begin" hook: "IMMEDIATE" takes the write lock
+# at BEGIN, so that writers queue up instead of failing halfway through a transaction.
+SQLITE_BEGIN_OPTION = "nocontact_sqlite_begin"
+# Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
+_MIGRATION_LOCK_KEY = 0x6E6F636F6E74  # "nocont"
+_BUSY_TIMEOUT_MS = 10_000
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+class StoreError(Exception):
+    """The database cannot be used. The message is one line and never holds a password."""
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as it may be shown: the password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        # Not parseable as a URL, but it may still carry ``user:password@``.
+        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error, for messages that must stay one line."""
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
+def _cannot_open(url: str | URL, reason: str) -> StoreError:
+    shown = mask_url(url)
+    # A driver's message may echo the connection string; never let a password through.
+    if isinstance(url, URL) and url.password:
+        reason = reason.replace(str(url.password), "***")
+    return StoreError(f"cannot open database at {shown}: {reason}")
+
+
+def make_engine(url: str, base_dir: Path) -> Engine:
+    """An Engine for a SQLAlchemy URL from config.
+
+    A relative SQLite path is taken relative to ``base_dir`` (the config file's folder);
+    ``sqlite://`` is an in-memory database shared by all sessions (for tests). A plain
+    ``postgresql://`` URL uses psycopg 3.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise _cannot_open(url, "not a SQLAlchemy URL (like sqlite:///nocontact.db)") from None
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(parsed, base_dir)
+        if backend in ("postgresql", "postgres"):
+            return _postgresql_engine(parsed)
+        return create_engine(parsed)
+    except (NoSuchModuleError, ArgumentError, OSError) as exc:
+        raise _cannot_open(parsed, _one_line(exc)) from None
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL, base_dir: Path) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        # One shared connection: otherwise every thread would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif url.query.get("uri") or database.startswith("file:"):
+        engine = create_engine(url)
+    else:
+        path = Path(database).expanduser()
+        if not path.is_absolute():
+            path = base_dir / path
+        _create_private_file(path)
+        engine = create_engine(url.set(database=str(path)))
+    _install_sqlite_hooks(engine)
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite opens it.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the main file's permissions,
+    so they stay private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "database file %s is readable by others (mode %o); chmod 600 it", path, mode
+            )
+        return
+    os.close(fd)
+    # The mode given to open() is filtered by the umask; make sure it is exactly 0600.
+    path.chmod(0o600)
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module, which would otherwise
+        # BEGIN lazily and too late; the "begin" hook below issues BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE"):
+            raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but each transaction takes SQLite's write lock when it begins
+    (no effect on other backends). Writers then serialise instead of deadlocking."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+
+
+def session_factory(engine: Engine, *, readonly: bool = False) -> sessionmaker[Session]:
+    """Sessions whose objects stay usable after commit.
+
+    On SQLite, sessions take the write lock when their transaction begins, unless
+    ``readonly``: a transaction that reads and then writes could otherwise fail with
+    "database is locked" when another writer committed in between.
+    """
+    return sessionmaker(bind=engine if readonly else writer(engine), expire_on_commit=False)
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, turning any failure into a one-line ``StoreError``."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError) as exc:
+        raise _cannot_open(engine.url, _one_line(exc)) from None
+
+
+@contextlib.contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Turn a driver or SQLAlchemy error into a one-line ``StoreError``.
+
+    Only the driver's first line is kept: SQLAlchemy's full message carries the SQL
+    parameters, which hold evidence text that has no place in logs.
+    """
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(f"database error at {mask_url(engine.url)}: {_one_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def _script_location() -> Iterator[Path]:
+    with resources.as_file(resources.files("service") / "migrations") as path:
+        yield path
+
+
+def alembic_config() -> Config:
+    """Alembic configuration without an ``alembic.ini``; the caller sets
+    ``attributes["connection"]`` before running a command."""
+    return Config()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest revision. Safe on every start and from several
+    processes at once: they take turns and all but the first find nothing to do."""
+    config = alembic_config()
+    try:
+        with _script_location() as location, writer(engine).begin() as connection:
+            config.set_main_option("script_location", str(location))
+            if connection.dialect.name == "postgresql":
+                # Released at commit; a second replica waits here, then sees the head.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            head = ScriptDirectory.from_config(config).get_current_head()
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return  # the usual start: nothing to do, and nothing to log
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except CommandError as exc:
+        # Typically a database written by a newer nocontact: never touch it.
+        raise _cannot_open(
+            engine.url,
+            f"its schema is unknown to this version of nocontact ({_one_line(exc)});"
+            " upgrade nocontact or point `database` elsewhere",
+        ) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise _cannot_open(engine.url, f"migration failed: {_one_line(exc)}") from None
