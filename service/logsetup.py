@@ -1,0 +1,302 @@
+"""Logging for a service that runs unattended: one line per event, no secrets, ever.
+
+``configure_logging`` installs one handler on the root logger, so records of third-party
+libraries (praw, apprise, httpx, urllib3) pass through the same redaction as ours.
+Nothing is configured at import time; calling it again replaces only its own handler.
+
+Text lines are journald-friendly: under systemd (``JOURNAL_STREAM`` names our stream)
+they carry a ``<N>`` syslog priority prefix instead of a timestamp, since journald stamps
+every line itself and turns the prefix into the entry's priority (``journalctl -p err``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+from pydantic import SecretStr
+
+from service.settings import Settings
+
+LogFormat = Literal["text", "json"]
+MASK = "***"
+# Exact secrets shorter than this are not redacted: masking "abc" everywhere would
+# shred ordinary words while protecting nothing an attacker could not guess.
+MIN_SECRET_LENGTH = 4
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "hpack")
+
+# Apprise schemes whose host and path are themselves credentials (a Telegram bot token,
+# a Discord webhook token, a private ntfy topic): the whole rest of the URL is masked.
+_NOTIFY_SCHEMES = (
+    "apprise|apprises|bark|barks|discord|gchat|gotify|gotifys|ifttt|join|kodi|lametric|"
+    "line|mailgun|matrix|matrixs|mmost|mmosts|msteams|ntfy|ntfys|opsgenie|pbul|pover|"
+    "prowl|pushed|pushover|pushbullet|rocket|rockets|sendgrid|ses|signal|signals|slack|"
+    "sns|spush|tgram|twilio|twist|zulip|mailto|mailtos|json|jsons|xml|xmls|form|forms|"
+    "schan|wxteams|webex|whatsapp|threema|teams|workflow|workflows|pagerduty|pushsafer|"
+    "psafer|psafers|reddit|revolt|ryver|clicksend|d7sms|kavenegar|msg91|nexmo|vonage|"
+    "sinch|smseagle|smseagles|bulksms|bulkvs|burstsms|mqtt|mqtts|xmpp|xmpps|ses|sfr"
+)
+# Every repetition before a fixed part is bounded: an unbounded one makes a long
+# run of word characters (a base64 blob in a debug line) cost quadratic time.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Notification URLs: everything after the scheme is a secret.
+    (re.compile(rf"(?i)\b((?:{_NOTIFY_SCHEMES})://)[^\s'\"<>]+"), rf"\g<1>{MASK}"),
+    # Userinfo password in any URL: scheme://user:PASSWORD@host.
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://[^\s:/@'\"]{0,200}:)[^\s@/'\"]+@"),
+        rf"\g<1>{MASK}@",
+    ),
+    # Authorization headers and bare bearer/basic credentials.
+    (
+        re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?)[^\r\n'\",}]+"),
+        rf"\g<1>{MASK}",
+    ),
+    # RFC 6750 token characters; 16+ of them, so "bearer authentication" stays readable.
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{16,}"), rf"\g<1>\g<2>{MASK}"),
+    # key=value / "key": "value" where the key ends in a credential word
+    # (access_token=, client_secret=, password=, x_bearer_token:, api_key=, …); the
+    # match starts at that word, whatever precedes it.
+    (
+        re.compile(
+            r"(?i)((?:token|secret|passw(?:or)?d|passwd|api[_-]?key|apikey|"
+            r"private[_-]?key|session[_-]?id|cookie|credentials?))"
+            r"(['\"]?\s*[=:]\s*['\"]?)(?!\*\*\*)[^\s&'\",;)}\]]+"
+        ),
+        rf"\g<1>\g<2>{MASK}",
+    ),
+)
+
+
+class SecretRedactor:
+    """Replaces known secret values and common credential patterns with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        variants: set[str] = set()
+        for secret in secrets:
+            if len(secret) < MIN_SECRET_LENGTH:
+                continue
+            # A secret also leaks percent-encoded, e.g. as a URL's password.
+            variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
+        # Longest first so that a secret containing another is masked whole.
+        ordered = sorted(variants, key=len, reverse=True)
+        self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def redact(self, text: str) -> str:
+        if self._exact is not None:
+            text = self._exact.sub(MASK, text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record in place: message with its args, exception and stack text,
+    and string ``extra`` fields. Never drops a record."""
+
+    def __init__(self, redactor: SecretRedactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor.redact(_message_of(record))
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
+        for key, value in extra_fields(record).items():
+            if isinstance(value, str):
+                setattr(record, key, self.redactor.redact(value))
+        return True
+
+
+def _message_of(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError):
+        # A bad format string must not lose the event: keep its parts, unformatted.
+        return f"{record.msg!s} {record.args!r}"
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Fields given through ``extra=`` (everything not standard on a LogRecord)."""
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _iso_utc(created: float) -> str:
+    moment = datetime.fromtimestamp(created, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# syslog priorities for journald's "<N>" line prefix.
+_SYSLOG_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4))
+
+
+def _syslog_priority(levelno: int) -> int:
+    for threshold, priority in _SYSLOG_PRIORITY:
+        if levelno >= threshold:
+            return priority
+    return 6 if levelno >= logging.INFO else 7
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-05-01T10:00:00.123Z INFO service.x: message key=value`` on one line;
+    under journald ``<6>INFO service.x: message`` (journald adds the time)."""
+
+    def __init__(self, *, journald: bool) -> None:
+        super().__init__()
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname} {record.name}: {record.getMessage()}"
+        extras = extra_fields(record)
+        if extras:
+            text += " " + " ".join(f"{k}={_scalar(v)}" for k, v in sorted(extras.items()))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += " | " + record.exc_text
+        if record.stack_info:
+            text += " | " + record.stack_info
+        line = _one_line(text)
+        if self.journald:
+            return f"<{_syslog_priority(record.levelno)}>{line}"
+        return f"{_iso_utc(record.created)} {line}"
+
+
+def _scalar(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, extra fields, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "time": _iso_utc(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in extra_fields(record).items():
+            event.setdefault(key, value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            event["exc"] = record.exc_text
+        if record.stack_info:
+            event["stack"] = record.stack_info
+        return json.dumps(event, default=str, ensure_ascii=False)
+
+
+class _ServiceHandler(logging.StreamHandler[TextIO]):
+    """The handler ``configure_logging`` owns (a second call replaces it). Besides the
+    filter, it redacts the finished line: non-string ``extra`` values (dicts, lists)
+    are only rendered by the formatter."""
+
+    def __init__(self, stream: TextIO, redactor: SecretRedactor) -> None:
+        super().__init__(stream)
+        self.redactor = redactor
+        self.addFilter(RedactingFilter(redactor))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor.redact(super().format(record))
+
+
+def under_journald(stream: TextIO) -> bool:
+    """True when ``stream`` is the journald stream systemd connected us to.
+
+    systemd sets ``JOURNAL_STREAM=<dev>:<inode>`` of that stream; comparing it (as
+    sd_journal_stream_fd's documentation advises) avoids a false match when a
+    program started from a unit redirects its output to a file or a pipe."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def configure_logging(
+    level: str = "INFO",
+    fmt: LogFormat = "text",
+    secrets: Iterable[str] = (),
+    *,
+    stream: TextIO | None = None,
+) -> None:
+    """Send every log record, ours and third parties', as one redacted line to
+    ``stream`` (default stderr). Safe to call again, e.g. once the config (and so
+    the secrets to redact) is known."""
+    target = stream if stream is not None else sys.stderr
+    handler = _ServiceHandler(target, SecretRedactor(secrets))
+    journald = under_journald(target)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(journald=journald))
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
+        root.removeHandler(old)
+        old.close()  # flushes; never closes the stream, which is not ours
+    # First in line: the filter redacts the record in place, so any handler added to
+    # the root logger later (a library's, an error reporter's) receives it redacted.
+    root.handlers.insert(0, handler)
+    root.setLevel(level.upper())
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value the config holds: watcher secret fields, alert URLs (whole,
+    and their credential parts), and the database password."""
+    found: list[str] = []
+    for watcher in settings.watchers:
+        for name in type(watcher).model_fields:
+            value = getattr(watcher, name)
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif name in watcher.secret_fields() and isinstance(value, str):
+                found.append(value)
+    for route in settings.alerts.values():
+        for url in route.urls:
+            found.extend(_url_secrets(url))
+    db_password = urlsplit(settings.database).password
+    if db_password:
+        found.append(unquote(db_password))
+    return [value for value in found if len(value) >= MIN_SECRET_LENGTH]
+
+
+def _url_secrets(url: str) -> list[str]:
+    """An Apprise URL is a credential whole; its password, host and path segments
+    (bot tokens, webhook ids, private topics) are too, except for plain web hosts."""
+    parts = urlsplit(url)
+    found = [url]
+    if parts.password:
+        found.append(unquote(parts.password))
+    if parts.scheme.lower() in ("http", "https", "mailto", "mailtos"):
+        return found
+    if parts.username:
+        found.append(unquote(parts.username))
+    if parts.hostname:
+        found.append(parts.hostname)
+    found.extend(unquote(seg) for seg in parts.path.split("/") if seg)
+    return found
