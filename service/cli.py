@@ -103,9 +103,9 @@ def _load(config_path: Path) -> LoadedConfig:
 
 
 def _configure_logging(state: CliState, loaded: LoadedConfig | None) -> None:
-    from service.logsetup import configure_logging
+    from service.logsetup import configure_logging, settings_secrets
 
-    secrets = _secret_values(loaded) if loaded is not None else []
+    secrets = settings_secrets(loaded.settings) if loaded is not None else []
     configure_logging(
         "DEBUG" if state.debug else "INFO",
         "json" if state.log_format == "json" else "text",
@@ -114,27 +114,6 @@ def _configure_logging(state: CliState, loaded: LoadedConfig | None) -> None:
     if not state.debug:
         # Migration chatter on every start says nothing a user needs.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def _secret_values(loaded: LoadedConfig) -> list[str]:
-    """Every secret the config holds, so the log filter can redact it anywhere."""
-    from pydantic import SecretStr
-    from sqlalchemy.engine import make_url
-
-    found: list[str] = []
-    for watcher in loaded.settings.watchers:
-        for name in watcher.secret_fields():
-            value = getattr(watcher, name, None)
-            if isinstance(value, SecretStr):
-                found.append(value.get_secret_value())
-            elif isinstance(value, str):
-                found.append(value)
-    for route in loaded.settings.alerts.values():
-        found.extend(route.urls)
-    password = make_url(loaded.settings.database).password
-    if password:
-        found.append(str(password))
-    return [value for value in found if value]
 
 
 @contextmanager

@@ -126,9 +126,11 @@ class _Document:
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group("name")
-            if name in os.environ:
-                return os.environ[name]
+            value = os.environ.get(name)
             default = match.group("default")
+            # As in the shell, ${VAR:-default} also applies when VAR is set but empty.
+            if value is not None and (value or default is None):
+                return value
             if default is not None:
                 return default
             missing.append(name)

@@ -25,6 +25,9 @@ from sqlalchemy.pool import NullPool
 from service.db import make_engine, mask_url, migrate
 from service.store import Store
 
+# Fails the run if any test secret (they all contain "s3cr3t") reaches a log line or output.
+pytest_plugins = ["tests.fakes.secret_scan"]
+
 PG_ENV = "NOCONTACT_TEST_PG"
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

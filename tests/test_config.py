@@ -163,3 +163,11 @@ def test_duplicate_keys_and_names_are_rejected() -> None:
         '  - {type: rss, name: blog, url: "https://blog.example/b.xml", every: 90s}',
     )
     assert any("watchers[1].name: watcher name 'blog' is used twice" in p for p in problems(text))
+
+
+def test_empty_variable_takes_the_default_like_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NC_EMPTY", "")
+    text = VALID.replace('"json://127.0.0.1:9/hook"', '"${NC_EMPTY:-json://127.0.0.1:2/d}"')
+    assert parse_config(text).alerts["phone"].urls == ["json://127.0.0.1:2/d"]
+    found = problems(VALID.replace('"json://127.0.0.1:9/hook"', '"${NC_EMPTY}"'))
+    assert any("alerts.phone.urls[0]" in p for p in found)
