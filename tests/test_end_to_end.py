@@ -139,6 +139,8 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 def nocontact(tmp_path: Path) -> Runner:
     def run(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOCONTACT_")}
+        # Rich folds tables to the terminal width; keep each status row on one line.
+        env["COLUMNS"] = "300"
         result = subprocess.run(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "service", *args],
             capture_output=True,
