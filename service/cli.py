@@ -130,12 +130,13 @@ def _service(loaded: LoadedConfig) -> Iterator[Any]:
 @contextmanager
 def _sessions(loaded: LoadedConfig) -> Iterator[Any]:
     """Sessions on a migrated store, without starting watchers."""
-    from service.db import make_engine, migrate, session_factory
+    from service.db import database_errors, make_engine, migrate, session_factory
 
     engine = make_engine(loaded.settings.database, loaded.base_dir)
     try:
-        migrate(engine)
-        yield session_factory(engine), engine
+        with database_errors(engine):
+            migrate(engine)
+            yield session_factory(engine), engine
     finally:
         engine.dispose()
 
@@ -337,7 +338,7 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
         result = export_case(
             sessions, case, out_dir, force=force, now=datetime.now(UTC), progress=progress.advance
         )
-    state.out.print(f"Wrote the evidence packet for {case_id} to {out_dir}: {result}")
+    state.out.print(result.summary_line(), markup=False)
 
 
 class _LazyProgress:
