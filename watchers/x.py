@@ -3,7 +3,7 @@ that address or name them, through tweepy's API v2 ``Client`` (``type: x``).
 
 Read-only and metered. X bills reads per post received, so the watcher keeps a monthly
 read budget: it counts the posts it actually received, spreads the rest evenly over the
-month, and never asks for more than what is left (see docs/x.md).
+month, and never asks for more than what is left (see README.md, "X").
 
 Evidence: each post's ``raw`` is the JSON ``{"data": <post>, "includes": {"users":
 [<author>, <replied-to user>]}}``, the post object and its expansions exactly as X sent
