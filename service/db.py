@@ -24,9 +24,10 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,10 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
+            # busy_timeout first, so that the statements below wait for a lock too.
+            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
@@ -209,23 +211,25 @@ def alembic_config() -> Config:
     return Config()
 
 
+def _sqlite_locked(exc: BaseException) -> bool:
+    """SQLite can answer "database is locked" at once, without waiting out busy_timeout,
+    while another process turns a new file into WAL mode; such a start is tried again."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to the newest revision. Safe on every start and from several
     processes at once: they take turns and all but the first find nothing to do."""
-    config = alembic_config()
+    retrying = Retrying(
+        retry=retry_if_exception(_sqlite_locked),
+        wait=wait_random_exponential(multiplier=0.05, max=1),
+        stop=stop_after_delay(30),
+        reraise=True,
+    )
     try:
-        with _script_location() as location, writer(engine).begin() as connection:
-            config.set_main_option("script_location", str(location))
-            if connection.dialect.name == "postgresql":
-                # Released at commit; a second replica waits here, then sees the head.
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-                )
-            head = ScriptDirectory.from_config(config).get_current_head()
-            if MigrationContext.configure(connection).get_current_revision() == head:
-                return  # the usual start: nothing to do, and nothing to log
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        for attempt in retrying:
+            with attempt:
+                _migrate_once(engine)
     except CommandError as exc:
         # Typically a database written by a newer nocontact: never touch it.
         raise _cannot_open(
@@ -235,3 +239,19 @@ def migrate(engine: Engine) -> None:
         ) from None
     except (SQLAlchemyError, OSError) as exc:
         raise _cannot_open(engine.url, f"migration failed: {_one_line(exc)}") from None
+
+
+def _migrate_once(engine: Engine) -> None:
+    config = alembic_config()
+    with _script_location() as location, writer(engine).begin() as connection:
+        config.set_main_option("script_location", str(location))
+        if connection.dialect.name == "postgresql":
+            # Released at commit; a second replica waits here, then sees the head.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        head = ScriptDirectory.from_config(config).get_current_head()
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return  # the usual start: nothing to do, and nothing to log
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
