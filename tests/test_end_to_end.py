@@ -17,31 +17,8 @@ import pytest
 from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
 from tests.fakes.smtp_server import FakeSmtpServer, plain_text, smtp_server  # noqa: F401
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver  # noqa: F401
-
-CONTRACT_VIOLATION_KEYS = {
-    "id",
-    "case",
-    "kind",
-    "severity",
-    "suspected",
-    "reason",
-    "first_seen",
-    "last_seen",
-    "alerted",
-    "evidence",
-}
-CONTRACT_EVIDENCE_KEYS = {
-    "platform",
-    "native_id",
-    "url",
-    "author",
-    "kind",
-    "posted_at",
-    "captured_at",
-    "sha256",
-    "text",
-    "version",
-}
+from tests.test_store import CONTRACT_KEYS as CONTRACT_VIOLATION_KEYS
+from tests.test_store import EVIDENCE_KEYS as CONTRACT_EVIDENCE_KEYS
 
 
 def item(guid: str, author: str, title: str, body: str, date: str) -> str:
@@ -137,16 +114,19 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def nocontact(tmp_path: Path) -> Runner:
-    def run(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOCONTACT_")}
+    def run(
+        *args: str, expect: int | None = 0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("NOCONTACT_")}
         # Rich folds tables to the terminal width; keep each status row on one line.
-        env["COLUMNS"] = "300"
+        environment["COLUMNS"] = "300"
+        environment |= env or {}
         result = subprocess.run(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "service", *args],
             capture_output=True,
             text=True,
             cwd=tmp_path,
-            env=env,
+            env=environment,
             timeout=120,
             check=False,
         )

@@ -5,11 +5,10 @@ edge cases), then the timeline and a second run."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.fakes.reddit_server import (
     CLIENT_ID,
@@ -20,35 +19,26 @@ from tests.fakes.reddit_server import (
     reddit_server,  # noqa: F401
 )
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver  # noqa: F401
+from tests.test_end_to_end import Runner, nocontact  # noqa: F401
 from tests.test_reddit import populate
 
 
-def run_cli(tmp_path: Path, fake: FakeReddit, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOCONTACT_", "REDDIT_"))}
-    env |= {
+@pytest.fixture
+def reddit_env(reddit_server: FakeReddit) -> dict[str, str]:  # noqa: F811
+    return {
         "REDDIT_CLIENT_ID": CLIENT_ID,
         "REDDIT_CLIENT_SECRET": CLIENT_SECRET,
         "REDDIT_USERNAME": USERNAME,
         "REDDIT_PASSWORD": PASSWORD,
-        "REDDIT_URL": fake.base_url,
-        "COLUMNS": "300",
+        "REDDIT_URL": reddit_server.base_url,
     }
-    result = subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "service", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    return result
 
 
 def test_reddit_run_fills_the_timeline_once(
     tmp_path: Path,
     reddit_server: FakeReddit,  # noqa: F811
+    reddit_env: dict[str, str],
+    nocontact: Runner,  # noqa: F811
     webhook_receiver: WebhookReceiver,  # noqa: F811
 ) -> None:
     populate(reddit_server)
@@ -83,14 +73,12 @@ alerts:
         encoding="utf-8",
     )
 
-    first = run_cli(tmp_path, reddit_server, "run", "-c", str(config), "--once")
+    first = nocontact("run", "-c", str(config), "--once", env=reddit_env)
     assert "reddit: " in first.stdout
     assert "new violation(s)" in first.stdout
 
     def timeline(*extra: str) -> list[dict[str, Any]]:
-        out = run_cli(
-            tmp_path, reddit_server, "timeline", "-c", str(config), "--format", "json", *extra
-        )
+        out = nocontact("timeline", "-c", str(config), "--format", "json", *extra, env=reddit_env)
         rows: list[dict[str, Any]] = json.loads(out.stdout)
         return rows
 
@@ -126,7 +114,7 @@ alerts:
     assert alerts == 1
     assert "smith-v-doe" in webhook_receiver.accepted[0].json["message"]
 
-    second = run_cli(tmp_path, reddit_server, "run", "-c", str(config), "--once")
+    second = nocontact("run", "-c", str(config), "--once", env=reddit_env)
     assert "0 new evidence, 0 new violation(s)" in second.stdout
     assert timeline() == rows
     assert len(webhook_receiver.accepted) == alerts
