@@ -122,3 +122,77 @@ def test_service_runs_beats_and_stops_cleanly_on_sigterm(
     time.sleep(1.5)
     stale = nocontact("status", "-c", str(config), "--health", "--stale-after", "1s", expect=1)
     assert "heartbeat" in stale.stdout.lower()
+
+
+def test_rejected_credentials_disable_the_watcher_with_one_alert(
+    tmp_path: Path,
+    nocontact: Runner,  # noqa: F811
+    feed_server: FeedServer,  # noqa: F811
+    webhook_receiver: WebhookReceiver,  # noqa: F811
+) -> None:
+    feed_server.set("/private.xml", status=401, body=b"Unauthorized")
+    feed_server.set("/good.xml", body=FORUM_FEED)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database: sqlite:///nc.db\n"
+        + CASE
+        + f'watchers:\n  - {{type: rss, name: private, url: "{feed_server.url("/private.xml")}", '
+        "every: 5m}\n"
+        f'  - {{type: rss, name: good, url: "{feed_server.url("/good.xml")}", every: 5m}}\n'
+        f'alerts:\n  ops:\n    urls: ["{webhook_receiver.json_url("/ops")}"]\n',
+        encoding="utf-8",
+    )
+    for _ in range(3):
+        result = nocontact("run", "-c", str(config), "--once")
+        assert "private: failed: " in result.stderr
+    status = nocontact("status", "-c", str(config)).stdout
+    assert "DISABLED: " in status
+    messages = [r.json["message"] for r in webhook_receiver.accepted]
+    assert sum("watcher private is disabled" in m for m in messages) == 1
+    assert not any("watcher private is failing" in m for m in messages)
+    assert len(timeline(nocontact, config)) == 3
+
+
+def test_killed_mid_cycle_then_restarted_loses_nothing_and_alerts_once(
+    tmp_path: Path,
+    nocontact: Runner,  # noqa: F811
+    feed_server: FeedServer,  # noqa: F811
+    webhook_receiver: WebhookReceiver,  # noqa: F811
+) -> None:
+    feed_server.set("/good.xml", body=FORUM_FEED)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database: sqlite:///nc.db\n"
+        + CASE
+        + f'watchers:\n  - {{type: rss, name: good, url: "{feed_server.url("/good.xml")}", '
+        "every: 1h}\n"
+        f'alerts:\n  ops:\n    urls: ["{webhook_receiver.json_url("/ops")}"]\n'
+        # Alerts wait an hour, so the kill lands between storing and delivering.
+        "    group_wait: 1h\n",
+        encoding="utf-8",
+    )
+    service = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "service", "run", "-c", str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        rows: list[dict[str, object]] = []
+        while time.monotonic() < deadline and len(rows) < 3:
+            time.sleep(0.5)
+            rows = timeline(nocontact, config)
+    finally:
+        service.send_signal(signal.SIGKILL)
+        service.wait(timeout=30)
+    assert len(rows) == 3
+    assert webhook_receiver.accepted == []
+
+    nocontact("run", "-c", str(config), "--once")
+    assert timeline(nocontact, config) == [dict(row, alerted=True) for row in rows]
+    assert len(webhook_receiver.accepted) == 1
+    nocontact("run", "-c", str(config), "--once")
+    assert len(webhook_receiver.accepted) == 1
+    verify = nocontact("verify", "-c", str(config))
+    assert "chain intact" in verify.stdout
