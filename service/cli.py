@@ -67,6 +67,10 @@ def edge(func: Callable[P, R]) -> Callable[P, R]:
             for problem in exc.problems:
                 click.echo(str(problem), err=True)
             sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            # What was committed stays committed; an interrupted poll is retried next run.
+            click.echo("interrupted", err=True)
+            sys.exit(130)
         except Exception as exc:
             if state is not None and state.debug:
                 raise
@@ -111,9 +115,6 @@ def _configure_logging(state: CliState, loaded: LoadedConfig | None) -> None:
         "json" if state.log_format == "json" else "text",
         secrets=secrets,
     )
-    if not state.debug:
-        # Migration chatter on every start says nothing a user needs.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @contextmanager

@@ -32,6 +32,8 @@ MASK = "***"
 # shred ordinary words while protecting nothing an attacker could not guess.
 MIN_SECRET_LENGTH = 4
 NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "hpack")
+# Say nothing a user needs at INFO (every job run, every migration check); heard with --debug.
+CHATTY_LOGGERS = ("apscheduler", "alembic")
 
 # Apprise schemes whose host and path are themselves credentials (a Telegram bot token,
 # a Discord webhook token, a private ntfy topic): the whole rest of the URL is masked.
@@ -263,6 +265,9 @@ def configure_logging(
     root.setLevel(level.upper())
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
 def settings_secrets(settings: Settings) -> list[str]:
