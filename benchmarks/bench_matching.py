@@ -6,7 +6,7 @@ restrained parties and their look-alikes), and prints the time per observation a
 ratio to a bare pyahocorasick scan of the same texts for the same names, measured in
 the same run so that the ratio holds on a noisy machine.
 
-    .venv/bin/python benchmarks/bench_matching.py [--cases 2000] [--observations 5000]
+    .venv/bin/python -m benchmarks.bench_matching [--cases 2000] [--observations 5000]
 """
 
 from __future__ import annotations

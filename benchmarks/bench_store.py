@@ -5,7 +5,7 @@ hashing, chain, a few violations and alerts) and, in the same run, inserts the s
 number of rows of the same width with one bare ``sqlite3`` ``executemany``. Prints both
 and their ratio, so the number means something on any machine.
 
-    .venv/bin/python benchmarks/bench_store.py [--count 20000] [--batch 100]
+    .venv/bin/python -m benchmarks.bench_store [--count 20000] [--batch 100]
 """
 
 from __future__ import annotations
