@@ -554,6 +554,12 @@ class Matcher:
                 return _Author("associate", f"associate `{shown}`")
             if key in case.protected_any:
                 return None  # the protected person's own account is never a suspect
+            if not is_email:
+                # A known associate writing elsewhere under the same name is that
+                # associate, not a look-alike of the restrained party.
+                for platform, handles in sorted(case.associates.items()):
+                    if platform != obs.platform and key in handles:
+                        return _Author("associate", f"associate `{shown}` (listed for {platform})")
         return _suspect(case, obs, author)
 
 

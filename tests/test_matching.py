@@ -283,11 +283,22 @@ def test_associate_contacting_protected_is_third_party(matcher: Matcher) -> None
     assert (hit.kind, hit.target) == ("third_party", "contact")
 
 
-def test_associate_is_per_platform(matcher: Matcher) -> None:
+def test_associate_listed_for_another_platform_is_that_associate(matcher: Matcher) -> None:
     item = obs(platform="x", kind="reply", author_handle="jdoe_friend", addressed_to=("alexsmith",))
     hit = only_hit(matcher.match(item))
-    # Not a listed associate on X, but "jdoe" is contained: a suspect, not an associate.
-    assert hit.kind == "suspected_alt"
+    # Listed for Reddit only, but the same name on X is the associate, not a look-alike
+    # of the restrained party (which "jdoe" inside the handle would otherwise suggest).
+    assert (hit.kind, hit.severity, hit.suspected) == ("third_party", "medium", False)
+    assert hit.reason == (
+        "reply from associate `jdoe_friend` (listed for reddit) to protected account `alexsmith`"
+    )
+
+
+def test_a_look_alike_of_an_associate_elsewhere_is_still_judged_on_resemblance(
+    matcher: Matcher,
+) -> None:
+    item = obs(platform="x", kind="reply", author_handle="jdoe_fr1end", addressed_to=("alexsmith",))
+    assert only_hit(matcher.match(item)).kind == "suspected_alt"
 
 
 def test_unknown_author_is_no_hit(matcher: Matcher) -> None:
