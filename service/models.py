@@ -183,7 +183,11 @@ class ViolationEvidence(Base):
     __tablename__ = "violation_evidence"
 
     violation_id: Mapped[str] = mapped_column(ForeignKey("violations.id"), primary_key=True)
-    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), primary_key=True)
+    # Indexed on its own: finding the violation of a piece of evidence (same post seen
+    # through another source) must not scan every link of a large store.
+    evidence_id: Mapped[int] = mapped_column(
+        ForeignKey("evidence.id"), primary_key=True, index=True
+    )
     reason: Mapped[str] = mapped_column(Text)
 
     violation: Mapped[Violation] = relationship(back_populates="evidence_links")

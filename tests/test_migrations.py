@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+from importlib import resources
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select, text
 
-from service.db import StoreError, make_engine, migrate
+from service.db import StoreError, alembic_config, make_engine, migrate, writer
 from service.evidence import GENESIS_CHAIN
 from service.models import Base, ChainHead
 
@@ -19,6 +22,15 @@ def _differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
+
+
+def _scripts() -> ScriptDirectory:
+    config = alembic_config()
+    config.set_main_option("script_location", str(resources.files("service") / "migrations"))
+    return ScriptDirectory.from_config(config)
+
+
+HEAD = _scripts().get_current_head()
 
 
 def _revision(engine: Engine) -> str | None:
@@ -31,7 +43,7 @@ def test_migrated_schema_matches_models(database_url: str, tmp_path: Path) -> No
     try:
         migrate(engine)
         assert _differences(engine) == []
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -49,7 +61,7 @@ def test_migrate_twice_is_a_no_op(engine: Engine) -> None:
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(ChainHead)).scalar() == 1
         assert connection.execute(select(ChainHead.seq)).scalar() == 7
-    assert _revision(engine) == "0001"
+    assert _revision(engine) == HEAD
     assert _differences(engine) == []
 
 
@@ -72,7 +84,7 @@ def test_two_processes_migrating_at_once_both_succeed(database_url: str, tmp_pat
         for thread in threads:
             thread.join(timeout=60)
         assert errors == []
-        assert _revision(engines[0]) == "0001"
+        assert _revision(engines[0]) == HEAD
         with engines[0].connect() as connection:
             assert connection.execute(select(func.count()).select_from(ChainHead)).scalar() == 1
     finally:
@@ -107,3 +119,30 @@ def test_a_schema_from_a_newer_version_is_refused_clearly(engine: Engine) -> Non
     with pytest.raises(StoreError, match=r"schema is unknown to this version .*'0099'"):
         migrate(engine)
     assert _revision(engine) == "0099"
+
+
+def test_head_is_past_the_first_revision() -> None:
+    # Guards the upgrade test below: it is only meaningful with more than one revision.
+    assert HEAD is not None
+    assert HEAD != "0001"
+
+
+def test_a_store_from_the_first_release_upgrades_without_losing_anything(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url, tmp_path)
+    try:
+        config = alembic_config()
+        config.set_main_option("script_location", str(resources.files("service") / "migrations"))
+        with writer(engine).begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            connection.execute(text("UPDATE chain_head SET seq = 3 WHERE id = 1"))
+        assert _revision(engine) == "0001"
+        migrate(engine)
+        assert _revision(engine) == HEAD
+        assert _differences(engine) == []
+        with engine.connect() as connection:
+            assert connection.execute(select(ChainHead.seq)).scalar() == 3
+    finally:
+        engine.dispose()
