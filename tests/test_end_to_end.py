@@ -311,3 +311,31 @@ def test_example_config_runs_once_without_network_and_exits_zero(
     assert "jdoe-blog: failed: " in result.stderr
     assert (tmp_path / "nocontact.db").exists()
     assert oct((tmp_path / "nocontact.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_edited_entry_is_kept_as_a_second_version(
+    tmp_path: Path,
+    nocontact: Runner,
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    original = item("e1", "jdoe", "hey", "@alex_smith answer me", "Fri, 01 May 2026 10:00:00 GMT")
+    feed_server.set("/forum.xml", body=rss(original), headers={"ETag": '"v1"'})
+    config = write_config(
+        tmp_path / "config.yaml",
+        "sqlite:///nc.db",
+        {"forum": feed_server.url("/forum.xml")},
+        {"phone": {"urls": ["json://127.0.0.1:9/unused"]}},
+    )
+    nocontact("run", "-c", str(config), "--once")
+    edited = original.replace("answer me", "answer me or else")
+    feed_server.set("/forum.xml", body=rss(edited), headers={"ETag": '"v2"'})
+    second = nocontact("run", "-c", str(config), "--once")
+    assert "1 new evidence" in second.stdout
+
+    (row,) = timeline(nocontact, config)
+    versions = [(e["native_id"], e["version"], e["text"]) for e in row["evidence"]]
+    assert [v[1] for v in versions] == [1, 2]
+    assert versions[0][0] == versions[1][0]
+    assert "or else" not in versions[0][2]
+    assert "or else" in versions[1][2]
+    assert "chain intact" in nocontact("verify", "-c", str(config)).stdout
