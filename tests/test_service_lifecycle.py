@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver  # noqa: F401
@@ -21,6 +21,27 @@ cases:
     restrained: {names: ["John Doe"], handles: {rss: [jdoe]}, associates: {rss: [jdoe_friend]}}
     alert: [ops]
 """
+
+
+def start_service(config: Path) -> subprocess.Popen[str]:
+    """``nocontact run`` as systemd would start it, in the config's folder."""
+    return subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "service", "run", "-c", str(config)],
+        cwd=config.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_violations(nocontact: Runner, config: Path, count: int) -> list[dict[str, Any]]:  # noqa: F811
+    """The timeline once it holds ``count`` violations (or whatever it holds after 60 s)."""
+    deadline = time.monotonic() + 60
+    rows = timeline(nocontact, config)
+    while len(rows) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = timeline(nocontact, config)
+    return rows
 
 
 def test_every_broken_source_is_one_line_and_the_good_one_still_stores(
@@ -95,20 +116,9 @@ def test_service_runs_beats_and_stops_cleanly_on_sigterm(
         "every: 1h}\n",
         encoding="utf-8",
     )
-    service = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "service", "run", "-c", str(config)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    service = start_service(config)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            rows = json.loads(nocontact("timeline", "-c", str(config), "--format", "json").stdout)
-            if len(rows) == 3:
-                break
-            time.sleep(0.5)
+        rows = wait_for_violations(nocontact, config, 3)
         assert len(rows) == 3
         healthy = nocontact("status", "-c", str(config), "--health", expect=None)
         assert healthy.returncode == 0, healthy.stdout
@@ -171,21 +181,12 @@ def test_killed_mid_cycle_then_restarted_loses_nothing_and_alerts_once(
         "    group_wait: 1h\n",
         encoding="utf-8",
     )
-    service = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "service", "run", "-c", str(config)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    service = start_service(config)
     try:
-        deadline = time.monotonic() + 60
-        rows: list[dict[str, object]] = []
-        while time.monotonic() < deadline and len(rows) < 3:
-            time.sleep(0.5)
-            rows = timeline(nocontact, config)
+        rows = wait_for_violations(nocontact, config, 3)
     finally:
         service.send_signal(signal.SIGKILL)
-        service.wait(timeout=30)
+        service.communicate(timeout=30)
     assert len(rows) == 3
     assert webhook_receiver.accepted == []
 
