@@ -34,7 +34,9 @@ from watchers.base import (
     WatcherConfigError,
     WatcherError,
 )
-from watchers.rss import RssSettings, RssWatcher, html_to_text, mask_url
+from watchers.rss import RssSettings, RssWatcher
+from watchers.toolkit.redact import mask_url
+from watchers.toolkit.text import html_to_text
 
 RSS = "application/rss+xml; charset=utf-8"
 ATOM = "application/atom+xml"

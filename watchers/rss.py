@@ -36,10 +36,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 from xml.parsers import expat
 
 import feedparser
@@ -60,9 +59,10 @@ from watchers.base import (
     WatcherConfigError,
     WatcherSettings,
 )
+from watchers.toolkit.redact import Redactor, mask_url, redact
+from watchers.toolkit.text import html_to_text, tidy
 
 _MIB = 1024 * 1024
-_REASON_MAX = 160
 
 
 def _default_user_agent() -> str:
@@ -112,70 +112,6 @@ class RssSettings(WatcherSettings):
         return value
 
 
-# --- URLs in messages -------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """``url`` safe to show: no userinfo, every query value masked, no fragment.
-
-    Private feeds carry their token in the userinfo or the query; which query
-    parameters are secret is unknowable, so all their values are masked.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<unparseable URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
-    masked = f"{parts.scheme}://{netloc}{parts.path}"
-    if parts.query:
-        pieces = (
-            p.split("=", 1)[0] + "=***" if "=" in p else "***" for p in parts.query.split("&")
-        )
-        masked += "?" + "&".join(pieces)
-    return masked
-
-
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-
-
-def _one_line(text: str, limit: int = _REASON_MAX) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _url_secrets(url: str) -> frozenset[str]:
-    """The parts of ``url`` that may be credentials: userinfo and query values."""
-    parts = urlsplit(url)
-    secrets = {parts.username or "", parts.password or "", parts.query}
-    for piece in parts.query.split("&"):
-        value = piece.split("=", 1)[-1]
-        secrets.update((value, unquote_plus(value)))
-    # Short values would mangle ordinary words; a 1–3 character token is no secret.
-    return frozenset(s for s in secrets if len(s) >= 4)
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-class _Scrubber:
-    """Removes the configured URL's secrets from text we did not write (library
-    exception messages, a server's status phrase) before it goes into a message."""
-
-    def __init__(self, url: str) -> None:
-        self.secrets = _url_secrets(url)
-
-    def __call__(self, text: str) -> str:
-        return _one_line(_redact(text, self.secrets))
-
-
 class _MaskUrlsInRecords(logging.Filter):
     """httpx logs every request URL and status line at INFO, httpcore the response
     headers at DEBUG; a private feed's URL carries its token, and a hostile server can
@@ -192,7 +128,7 @@ class _MaskUrlsInRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = self._QUERY.sub("?***", _redact(message, self._secrets))
+        masked = self._QUERY.sub("?***", redact(message, self._secrets))
         if masked != message:
             record.msg, record.args = masked, None
         return True
@@ -311,78 +247,6 @@ class _DeadlineTransport(httpx.HTTPTransport):
             ssl_context=httpx.create_ssl_context(),
             network_backend=_DeadlineBackend(deadline),
         )
-
-
-# --- HTML to text -----------------------------------------------------------------------
-
-_SKIP_TAGS = frozenset({"script", "style", "template", "head", "title", "iframe", "object"})
-_PARAGRAPH_TAGS = frozenset(
-    {
-        "p", "div", "section", "article", "header", "footer", "aside", "nav", "main",
-        "blockquote", "pre", "ul", "ol", "dl", "table", "figure", "figcaption", "hr",
-        "h1", "h2", "h3", "h4", "h5", "h6", "address", "details", "summary",
-    }
-)  # fmt: skip
-_LINE_TAGS = frozenset({"br", "li", "tr", "dt", "dd"})
-
-
-class _TextExtractor(HTMLParser):
-    """Visible text of an HTML fragment, keeping paragraph and line breaks."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._parts: list[str] = []
-        self._skip_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip_depth += 1
-            return
-        self._break(tag)
-        if tag in _LINE_TAGS and not self._skip_depth:
-            self._parts.append("\n")
-        if tag == "img" and not self._skip_depth:
-            # The alt text is what a reader sees in place of the picture.
-            alt = dict(attrs).get("alt")
-            if alt:
-                self._parts.append(f" {alt} ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            return
-        self.handle_starttag(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip_depth = max(0, self._skip_depth - 1)
-            return
-        self._break(tag)
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip_depth:
-            self._parts.append(data)
-
-    def _break(self, tag: str) -> None:
-        if self._skip_depth:
-            return
-        if tag in _PARAGRAPH_TAGS:
-            self._parts.append("\n\n")
-
-    def text(self) -> str:
-        return _tidy("".join(self._parts))
-
-
-def _tidy(text: str) -> str:
-    """Collapse runs of spaces in lines and of blank lines, as a browser would show it."""
-    lines = [" ".join(line.split()) for line in text.replace("\r", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def html_to_text(fragment: str) -> str:
-    extractor = _TextExtractor()
-    extractor.feed(fragment)
-    extractor.close()
-    return extractor.text()
 
 
 # --- XML pre-check and per-entry byte ranges ---------------------------------------------
@@ -592,7 +456,7 @@ class RssWatcher:
         self._url = settings.url
         self._shown_url = mask_url(settings.url)
         self._host = (urlsplit(settings.url).hostname or "").lower()
-        self._scrub = _Scrubber(settings.url)
+        self._scrub = Redactor.for_url(settings.url)
         self._deadline = _Deadline()
         _mask_http_client_logs(self._scrub.secrets)
         seconds = settings.timeout.total_seconds()
@@ -848,14 +712,14 @@ class RssWatcher:
 def _detail_text(detail: Any) -> str:
     value = str(detail.get("value") or "")
     kind = str(detail.get("type") or "text/html")
-    return _tidy(value) if kind == "text/plain" else html_to_text(value)
+    return tidy(value) if kind == "text/plain" else html_to_text(value)
 
 
 def _entry_title(entry: Any) -> str:
     detail = entry.get("title_detail")
     if detail:
         return _detail_text(detail)
-    return _tidy(str(entry.get("title") or ""))
+    return tidy(str(entry.get("title") or ""))
 
 
 def _entry_text(entry: Any) -> str:

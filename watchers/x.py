@@ -41,6 +41,7 @@ from watchers.base import (
     WatcherSettings,
     utc,
 )
+from watchers.toolkit.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -332,13 +333,6 @@ def _page(body: object, what: str) -> _Page:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _one_line(text: str, secret: str) -> str:
-    cleaned = " ".join(text.split())
-    if secret:
-        cleaned = cleaned.replace(secret, "***")
-    return cleaned[:200]
 
 
 @dataclasses.dataclass(slots=True)
@@ -707,11 +701,11 @@ class XWatcher:
     def _errors(self, what: str) -> Iterator[None]:
         """Turn tweepy/requests failures into the watcher error hierarchy, one line each,
         never with the token in it."""
-        secret = self.settings.bearer_token.get_secret_value()
+        scrub = Redactor([self.settings.bearer_token.get_secret_value()])
         try:
             yield
         except tweepy.TooManyRequests as exc:
-            detail = _one_line("; ".join(exc.api_messages) or "too many requests", secret)
+            detail = scrub.one_line("; ".join(exc.api_messages) or "too many requests", 200)
             retry_after = DEFAULT_RETRY_AFTER
             if exc.reset_time is not None:
                 retry_after = max(0.0, exc.reset_time - utc(self._clock()).timestamp())
@@ -720,7 +714,7 @@ class XWatcher:
                 retry_after=retry_after,
             ) from exc
         except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
-            detail = _one_line("; ".join(exc.api_messages) or exc.response.reason or "", secret)
+            detail = scrub.one_line("; ".join(exc.api_messages) or exc.response.reason or "", 200)
             raise AuthError(
                 f"x: bearer token rejected ({exc.response.status_code}): {detail}; "
                 "fix X_BEARER_TOKEN"
@@ -730,7 +724,7 @@ class XWatcher:
                 f"x: server error on {what} ({exc.response.status_code}); will retry"
             ) from exc
         except tweepy.HTTPException as exc:
-            detail = _one_line("; ".join(exc.api_messages) or exc.response.reason or "", secret)
+            detail = scrub.one_line("; ".join(exc.api_messages) or exc.response.reason or "", 200)
             raise TransientError(
                 f"x: {what} failed ({exc.response.status_code}): {detail}"
             ) from exc
