@@ -36,11 +36,13 @@ from rapidfuzz import fuzz
 
 from service.hits import AuthorClass, Hit, TargetKind, ViolationKind
 from service.settings import CaseSettings, Severity
-from watchers.base import AccountInfo, Observation, WatcherError, utc
+from watchers.base import AccountInfo, Observation, WatcherError, fit_id, utc
 
 log = logging.getLogger(__name__)
 
 EMAIL_PLATFORM = "email"
+# The violations.author_key column's size.
+AUTHOR_KEY_MAX = 300
 
 # Leetspeak folded in handles, applied after NFKC + casefold and before the confusable
 # skeleton. One target per character so the mapping is deterministic: ``1``, ``!`` and
@@ -765,6 +767,12 @@ def _reason(obs: Observation, author: _Author, target: _Target) -> str:
 
 
 def _author_key(obs: Observation) -> str:
+    # Normalisation can lengthen a handle (NFKC expands some characters); the key must
+    # fit its column on every store.
+    return fit_id(_full_author_key(obs), AUTHOR_KEY_MAX)
+
+
+def _full_author_key(obs: Observation) -> str:
     if obs.author_handle:
         if obs.platform == EMAIL_PLATFORM:
             return _email_address(obs.author_handle)

@@ -8,6 +8,7 @@ What it needs to know about the people involved arrives as plain ``Targets``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -48,6 +49,41 @@ def _parse_duration(value: object) -> object:
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 
 
+# Longest value of each Observation field that the store keeps as it is (the same on
+# SQLite and PostgreSQL). A hostile platform can send a megabyte-long author or guid;
+# longer values are cut when the Observation is made, the cut is written into
+# ``capture_method`` (so the evidence says so), and ``raw`` always stays whole.
+FIELD_LIMITS: dict[str, int] = {
+    "platform": 50,
+    "native_id": 500,
+    "author_handle": 300,
+    "author_id": 300,
+    "author_display_name": 1000,
+    "url": 4000,
+    "text": 200_000,
+    "raw_content_type": 100,
+    "watcher": 100,
+    "capture_method": 2000,
+}
+# Identifiers are cut so that two long ones stay distinct: a prefix, then a hash of
+# the whole value.
+_ID_FIELDS = frozenset({"platform", "native_id", "author_handle", "author_id", "watcher"})
+ADDRESSEES_MAX = 1000
+
+
+def fit_id(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` characters, else a prefix and the SHA-256 of the
+    whole value (distinct long values stay distinct; the same value always maps alike)."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{value[: limit - 73]}…#sha256:{digest}"
+
+
+def fit_text(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def utc(dt: datetime) -> datetime:
     """Return ``dt`` as an aware UTC datetime (naive values are taken as UTC)."""
     if dt.tzinfo is None:
@@ -86,6 +122,27 @@ class Observation:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, utc(value))
+        self._fit_fields()
+
+    def _fit_fields(self) -> None:
+        cuts: list[str] = []
+        for name, limit in FIELD_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > limit:
+                fit = fit_id if name in _ID_FIELDS else fit_text
+                object.__setattr__(self, name, fit(value, limit))
+                cuts.append(f"{name} ({len(value):,} characters)")
+        addressed = self.addressed_to
+        if len(addressed) > ADDRESSEES_MAX or any(len(a) > 300 for a in addressed):
+            object.__setattr__(
+                self, "addressed_to", tuple(fit_id(a, 300) for a in addressed[:ADDRESSEES_MAX])
+            )
+            cuts.append(f"addressed_to ({len(addressed):,} addressees)")
+        if cuts:
+            note = f"; cut to fit the store, raw kept whole: {', '.join(cuts)}"
+            limit = FIELD_LIMITS["capture_method"]
+            method = self.capture_method[: limit - len(note)] + note
+            object.__setattr__(self, "capture_method", method)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
