@@ -246,5 +246,16 @@ class Heartbeat(Base):
     started_at: Mapped[datetime]
 
 
+class WatcherLease(Base):
+    """Which replica polls a watcher: the holder renews it at each poll; another replica
+    takes it over once ``until`` has passed (the holder died or stopped)."""
+
+    __tablename__ = "watcher_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    until: Mapped[datetime]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

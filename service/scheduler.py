@@ -27,6 +27,7 @@ from service.alerts import AlertDispatcher, DeliveryReport
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
 from service.health import beat
+from service.leases import Leases
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
 from service.store import Store
@@ -63,6 +64,7 @@ class Service:
         self.pipeline = Pipeline(self.settings, self.sessions, self.store, clock=clock)
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.leases = Leases(self.sessions, self.instance, len(self.settings.watchers))
         self.started_at = clock()
 
     def _enable_watchers_again(self) -> None:
@@ -103,7 +105,7 @@ class Service:
             scheduler.add_job(
                 self._poll_job,
                 IntervalTrigger(seconds=every, jitter=min(every * 0.1, 60)),
-                args=[scheduler, watcher.display_name],
+                args=[scheduler, watcher.display_name, watcher.every],
                 id=_job_id(watcher.display_name),
                 name=f"poll {watcher.display_name}",
                 # Spread the first polls a little so a restart does not hit every
@@ -141,9 +143,13 @@ class Service:
         finally:
             # Polls in flight finish and commit; nothing half-written is left behind.
             scheduler.shutdown(wait=True)
+            self.leases.release(w.display_name for w in self.settings.watchers)
             log.info("nocontact stopped")
 
-    def _poll_job(self, scheduler: BackgroundScheduler, name: str) -> None:
+    def _poll_job(self, scheduler: BackgroundScheduler, name: str, every: timedelta) -> None:
+        if not self.leases.claim(name, every, self.clock()):
+            log.debug("watcher %s: polled by another replica", name)
+            return
         outcome = self.pipeline.poll(name)
         if outcome.ok:
             if outcome.new_evidence:
