@@ -425,6 +425,7 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
                 now=now,
                 stale_after=stale,
                 watcher_names=[w.display_name for w in loaded.settings.watchers],
+                watcher_every={w.display_name: w.every for w in loaded.settings.watchers},
             )
             for line in report.lines:
                 click.echo(line)

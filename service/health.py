@@ -8,7 +8,7 @@ cron job or another machine pointed at the same PostgreSQL database.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -48,17 +48,23 @@ def check_health(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
     watcher_names: Iterable[str] | None = None,
+    watcher_every: Mapping[str, timedelta] | None = None,
 ) -> HealthReport:
     """Unhealthy when no instance has beaten within ``stale_after``, or a watcher is
     disabled or has failed ``failure_threshold`` polls in a row.
 
     ``watcher_names`` limits the check to the configured watchers, so that the state
-    row of a watcher removed from the config cannot keep the service unhealthy."""
+    row of a watcher removed from the config cannot keep the service unhealthy.
+    ``watcher_every`` (name → interval) also makes a watcher unhealthy that has not
+    succeeded since the running service started, once that is longer than 2 × its
+    interval: a source that never works must not look healthy."""
     with sessions() as session:
         beats = list(session.scalars(select(Heartbeat).order_by(Heartbeat.beat_at.desc())))
         states = list(session.scalars(select(WatcherState).order_by(WatcherState.name)))
     heartbeat_ok, lines = _heartbeat_lines(beats, now, stale_after)
-    watchers_ok, watcher_lines = _watcher_lines(states, watcher_names, failure_threshold)
+    fresh = [b.started_at for b in beats if now - b.beat_at <= stale_after]
+    silent = _silent_since_start(states, watcher_every or {}, min(fresh) if fresh else None, now)
+    watchers_ok, watcher_lines = _watcher_lines(states, watcher_names, failure_threshold, silent)
     return HealthReport(ok=heartbeat_ok and watchers_ok, lines=lines + watcher_lines)
 
 
@@ -93,8 +99,32 @@ def _heartbeat_lines(
     ]
 
 
+def _silent_since_start(
+    states: list[WatcherState],
+    every: Mapping[str, timedelta],
+    started: datetime | None,
+    now: datetime,
+) -> dict[str, str]:
+    """Watchers with no success since the service started, past 2 × their interval."""
+    if started is None:
+        return {}
+    successes = {s.name: s.last_success_at for s in states}
+    silent: dict[str, str] = {}
+    for name, interval in every.items():
+        success = successes.get(name)
+        if (success is None or success < started) and now - started > 2 * interval:
+            silent[name] = (
+                f"no successful poll since the service started at {format_time(started)} "
+                f"({_ago(now, started)}; it polls every {int(interval.total_seconds())}s)"
+            )
+    return silent
+
+
 def _watcher_lines(
-    states: list[WatcherState], names: Iterable[str] | None, threshold: int
+    states: list[WatcherState],
+    names: Iterable[str] | None,
+    threshold: int,
+    silent: Mapping[str, str],
 ) -> tuple[bool, list[str]]:
     wanted = None if names is None else list(names)
     by_name = {s.name: s for s in states}
@@ -103,11 +133,11 @@ def _watcher_lines(
     lines: list[str] = []
     for name in order:
         state = by_name.get(name)
-        if state is None:
+        if state is None and name not in silent:
             lines.append(f"ok watcher {name}: not polled yet")
             continue
-        problem = _watcher_problem(state, threshold)
-        if problem is None:
+        problem = (_watcher_problem(state, threshold) if state else None) or silent.get(name)
+        if problem is None and state is not None:
             success = format_time(state.last_success_at) or "never"
             lines.append(f"ok watcher {name}: last success {success}")
         else:

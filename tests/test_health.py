@@ -126,6 +126,38 @@ def test_only_configured_watchers_count(sessions: sessionmaker[Session]) -> None
     assert "last success never" in everything.lines[1]
 
 
+def test_a_watcher_that_never_succeeds_since_start_is_unhealthy(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A source that has failed only twice (below the failure threshold), or was never
+    polled, is still unhealthy once the service has run for 2 × its interval."""
+    started = NOW - timedelta(minutes=25)
+    beat(sessions, "host:1", started, NOW)
+    add_watcher(sessions, "blog", consecutive_failures=2, last_success_at=started - timedelta(1))
+    add_watcher(sessions, "fresh", last_success_at=NOW - timedelta(minutes=1))
+    every = {"blog": timedelta(minutes=10), "fresh": timedelta(minutes=10)}
+    names = ["blog", "fresh", "never"]
+    report = check_health(
+        sessions,
+        now=NOW,
+        stale_after=STALE,
+        watcher_names=names,
+        watcher_every=every | {"never": timedelta(minutes=10)},
+    )
+    assert not report.ok
+    assert report.lines[1] == (
+        "UNHEALTHY watcher blog: no successful poll since the service started at "
+        "2026-05-01T09:35:00Z (25m ago; it polls every 600s)"
+    )
+    assert report.lines[2] == "ok watcher fresh: last success 2026-05-01T09:59:00Z"
+    assert report.lines[3].startswith("UNHEALTHY watcher never: no successful poll since")
+    # Within 2 × every of the start, a watcher still gets its chance.
+    relaxed = {name: timedelta(minutes=15) for name in names}
+    assert check_health(
+        sessions, now=NOW, stale_after=STALE, watcher_names=names, watcher_every=relaxed
+    ).ok
+
+
 # --- through the CLI: `nocontact status --health` -----------------------------------------
 
 CONFIG = """
