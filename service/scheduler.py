@@ -24,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
 from service.alerts import AlertDispatcher, DeliveryReport
+from service.concurrency import HostLimiter, hosts, run_bounded
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
 from service.health import beat
@@ -64,6 +65,8 @@ class Service:
         self.pipeline = Pipeline(self.settings, self.sessions, self.store, clock=clock)
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.limiter = HostLimiter()
+        self.hosts = hosts(self.settings.watchers)
         self.leases = Leases(self.sessions, self.instance, len(self.settings.watchers))
         self.started_at = clock()
 
@@ -88,7 +91,12 @@ class Service:
     def run_once(self) -> OnceReport:
         """Every watcher once, then every queued alert, without waiting out group_wait."""
         self.heartbeat()
-        polls = [self.pipeline.poll(w.display_name) for w in self.settings.watchers]
+        polls = run_bounded(
+            lambda w: self.pipeline.poll(w.display_name),
+            self.settings.watchers,
+            max_workers=self.settings.max_concurrent_polls,
+            limiter=self.limiter,
+        )
         delivery = self.dispatcher.deliver_due(self.clock(), ignore_group_wait=True)
         return OnceReport(polls=polls, delivery=delivery)
 
@@ -96,7 +104,13 @@ class Service:
         stop = stop or threading.Event()
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max(4, len(self.settings.watchers) + 2))},
+            # Polls, plus one thread each for delivery and the heartbeat, so that neither
+            # waits behind slow sources.
+            executors={
+                "default": ThreadPoolExecutor(
+                    min(self.settings.max_concurrent_polls, len(self.settings.watchers)) + 2
+                )
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
         now = self.clock()
@@ -150,7 +164,8 @@ class Service:
         if not self.leases.claim(name, every, self.clock()):
             log.debug("watcher %s: polled by another replica", name)
             return
-        outcome = self.pipeline.poll(name)
+        with self.limiter.slot(self.hosts.get(name, name)):
+            outcome = self.pipeline.poll(name)
         if outcome.ok:
             if outcome.new_evidence:
                 log.info(

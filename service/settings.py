@@ -91,6 +91,8 @@ class Settings(_Strict):
     cases: list[CaseSettings] = Field(min_length=1)
     watchers: list[WatcherSettings] = Field(default_factory=list)
     alerts: dict[str, Route] = Field(default_factory=dict)
+    # Polls in flight at once (each source still at most 2 per host).
+    max_concurrent_polls: int = Field(default=16, ge=1, le=256)
 
     def case(self, case_id: str) -> CaseSettings:
         for case in self.cases:

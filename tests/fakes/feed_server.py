@@ -149,7 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, which is what some tests want
         finally:
-            feeds._done(SentResponse(self.path, self._sent, complete))
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+            feeds._done(SentResponse(self.path, self._sent, complete), host)
 
     def _write(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -216,6 +217,9 @@ class FeedServer:
         self._requests: list[RecordedRequest] = []
         self._done_responses: list[SentResponse] = []
         self.errors: list[str] = []
+        # Requests being answered now, and the most ever at once, per Host header.
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self)
         self.port: int = self._server.server_address[1]
@@ -272,16 +276,25 @@ class FeedServer:
     def _record(self, handler: BaseHTTPRequestHandler, status: int | None) -> None:
         headers = Headers(handler.headers.items())
         request = RecordedRequest(handler.command, handler.path, headers, status)
+        host = headers.get("Host", "").rsplit(":", 1)[0]
         with self._lock:
             self._requests.append(request)
+            if status is not None:
+                now = self._in_flight[host] = self._in_flight.get(host, 0) + 1
+                self.max_in_flight[host] = max(self.max_in_flight.get(host, 0), now)
+
+    def in_flight(self, host: str) -> int:
+        with self._lock:
+            return self._in_flight.get(host, 0)
 
     def _error(self, message: str) -> None:
         with self._lock:
             self.errors.append(message)
 
-    def _done(self, response: SentResponse) -> None:
+    def _done(self, response: SentResponse, host: str) -> None:
         with self._lock:
             self._done_responses.append(response)
+            self._in_flight[host] = self._in_flight.get(host, 1) - 1
 
 
 @pytest.fixture
