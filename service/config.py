@@ -25,7 +25,7 @@ from service.registry import (
     watcher_class,
     watcher_types,
 )
-from service.settings import Settings
+from service.settings import FOR_DELIVERY, Settings, SettingsProblems
 from watchers.base import WatcherSettings
 
 Loc = tuple[str | int, ...]
@@ -191,17 +191,16 @@ def parse_config(text: str, label: str = "config.yaml") -> Settings:
         doc.problem((), "the top level must be a mapping with database, cases, watchers, alerts")
         raise ConfigError(doc.problems)
 
+    # Each watcher type validates its own settings; the models already validated go into
+    # Settings, whose validators check what spans the file (names, references).
     watcher_models = _validate_watchers(doc, data.get("watchers"))
-    top = {key: value for key, value in data.items() if key != "watchers"}
+    top = {**data, "watchers": watcher_models or []}
     settings: Settings | None = None
     try:
-        settings = Settings.model_validate(top)
+        settings = Settings.model_validate(top, context={FOR_DELIVERY: True})
     except ValidationError as exc:
         _report_validation(doc, exc, (), Settings)
-    if settings is not None and watcher_models is not None:
-        settings = settings.model_copy(update={"watchers": watcher_models})
-        _cross_check(doc, settings)
-    if doc.problems or settings is None:
+    if doc.problems or settings is None or watcher_models is None:
         raise ConfigError(sorted(doc.problems, key=lambda p: p.line))
     return settings
 
@@ -246,7 +245,11 @@ def _report_validation(
     for error in exc.errors(include_input=False, include_url=False):
         loc: Loc = (*prefix, *error["loc"])
         kind = error["type"]
-        if kind == "extra_forbidden":
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, SettingsProblems):
+            for where, message in cause.problems:
+                doc.problem((*loc, *where), message)
+        elif kind == "extra_forbidden":
             doc.problem(loc, _unknown_key_message(model, tuple(error["loc"])))
         elif kind == "missing":
             doc.problem(loc, "required but missing")
@@ -305,85 +308,3 @@ def _descend(annotation: Any, part: str | int) -> Any:
         elif origin in (dict, Mapping) and len(args) == 2:
             return args[1]
     return None
-
-
-def _cross_check(doc: _Document, settings: Settings) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(settings.database)
-    except ArgumentError:
-        doc.problem(
-            ("database",),
-            "not a database URL; write sqlite:///nocontact.db or "
-            "postgresql+psycopg://user@host/dbname",
-        )
-
-    seen_cases: set[str] = set()
-    for index, case in enumerate(settings.cases):
-        if case.id in seen_cases:
-            doc.problem(("cases", index, "id"), f"case id {case.id!r} is used twice")
-        seen_cases.add(case.id)
-        for r_index, route_name in enumerate(case.alert):
-            if route_name not in settings.alerts:
-                doc.problem(
-                    ("cases", index, "alert", r_index),
-                    _unknown_name("alert route", route_name, settings.alerts, "alerts"),
-                )
-        try:
-            import zoneinfo
-
-            zoneinfo.ZoneInfo(case.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            doc.problem(
-                ("cases", index, "timezone"),
-                "unknown time zone; use an IANA name like Europe/London",
-            )
-
-    seen_watchers: set[str] = set()
-    for index, watcher in enumerate(settings.watchers):
-        name = watcher.display_name
-        if name in seen_watchers:
-            doc.problem(
-                ("watchers", index, "name"),
-                f"watcher name {name!r} is used twice; give each watcher its own name",
-            )
-        seen_watchers.add(name)
-        for c_index, case_id in enumerate(watcher.cases or []):
-            if case_id not in seen_cases:
-                doc.problem(
-                    ("watchers", index, "cases", c_index),
-                    _unknown_name("case", case_id, seen_cases, "cases"),
-                )
-        if watcher.every.total_seconds() < 10:
-            doc.problem(("watchers", index, "every"), "must be at least 10s")
-
-    for route_name, route in settings.alerts.items():
-        if route.group_wait.total_seconds() < 0:
-            doc.problem(("alerts", route_name, "group_wait"), "must not be negative")
-        for u_index, problem in _route_url_problems(route.urls):
-            doc.problem(("alerts", route_name, "urls", u_index), problem)
-
-
-def _unknown_name(what: str, name: str, known: typing.Iterable[str], section: str) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; define it under {section}"
-    return f"no {what} named {name!r}{hint}"
-
-
-def _route_url_problems(urls: Sequence[str]) -> list[tuple[int, str]]:
-    import apprise
-
-    from service.alerts import quiet_apprise_logging
-
-    quiet_apprise_logging()
-    problems: list[tuple[int, str]] = []
-    for index, url in enumerate(urls):
-        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
-            scheme = url.split("://", 1)[0] if "://" in url else ""
-            shown = f"{scheme}:// URL" if scheme else "URL"
-            problems.append(
-                (index, f"this Apprise {shown} is not valid; see the Apprise wiki for its form")
-            )
-    return problems

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import ahocorasick
 from rapidfuzz import fuzz
@@ -310,17 +310,11 @@ def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
 
 
 def _build_case(settings: CaseSettings) -> _Case:
-    try:
-        zone = ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise MatcherConfigError(
-            f"case {settings.id}: timezone {settings.timezone!r} is not a known IANA time zone"
-        ) from exc
     identifiers = _identifiers(settings)
     protected = {p: _identity_map(p, h) for p, h in settings.protected.handles.items()}
     return _Case(
         settings=settings,
-        zone=zone,
+        zone=settings.timezone,
         restrained={p: _identity_map(p, h) for p, h in settings.restrained.handles.items()},
         associates={p: _identity_map(p, h) for p, h in settings.restrained.associates.items()},
         protected=protected,
@@ -383,8 +377,6 @@ class Matcher:
         self._index_by_id = {case.id: i for i, case in enumerate(cases)}
         self._all_indexes = frozenset(range(len(cases)))
         self._filters: dict[tuple[str, ...], frozenset[int]] = {}
-        if len(self._index_by_id) != len(cases):
-            raise MatcherConfigError("case ids must be unique")
         self._automaton = self._build_automaton(cases)
         # (platform, identity form of a protected handle) → cases and handle as written
         self._addressees: dict[tuple[str, str], list[tuple[int, str]]] = {}

@@ -111,7 +111,7 @@ class CoverInfo:
     terms: tuple[str, ...]
     protected: tuple[tuple[str, str], ...]  # (label, value) lines
     restrained: tuple[tuple[str, str], ...]
-    timezone: str
+    zone: ZoneInfo
     exported_at: datetime
 
 
@@ -350,7 +350,7 @@ class HtmlReport:
         self.out = out
         self.cover = cover
         self.summary = summary
-        self.zone = ZoneInfo(cover.timezone)
+        self.zone = cover.zone
         self.count = 0
 
     def begin(self) -> None:
@@ -363,7 +363,7 @@ class HtmlReport:
             ("Order expires", cover.expires.isoformat() if cover.expires else "no end date"),
             ("Order terms", ", ".join(cover.terms)),
             ("Exported (UTC)", utc_time(cover.exported_at)),
-            ("Local time zone", cover.timezone),
+            ("Local time zone", cover.zone.key),
         ]
         self.out.write(
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -393,7 +393,7 @@ class HtmlReport:
             + _counter_table("By severity", summary.by_severity)
             + _counter_table("By platform (of the first evidence item)", summary.by_platform)
             + f"<h2>Timeline</h2><figure>{chart_svg(summary)}<figcaption>"
-            f"{html.escape(chart_caption(summary, self.cover.timezone))}"
+            f"{html.escape(chart_caption(summary, self.cover.zone.key))}"
             "</figcaption></figure>\n<h2>Violations</h2>\n"
         )
 
@@ -589,7 +589,7 @@ class PdfReport:
     def __init__(self, cover: CoverInfo, summary: Summary) -> None:
         self.cover = cover
         self.summary = summary
-        self.zone = ZoneInfo(cover.timezone)
+        self.zone = cover.zone
         self.fonts = pdf_fonts()
         self.styles = _styles(self.fonts)
 
@@ -603,7 +603,7 @@ class PdfReport:
                      cover.expires.isoformat() if cover.expires else "no end date")  # fmt: skip
         yield _field(st.field, "Terms", ", ".join(cover.terms))
         yield _field(st.field, "Exported (UTC)", utc_time(cover.exported_at))
-        yield _field(st.field, "Local time zone", cover.timezone)
+        yield _field(st.field, "Local time zone", cover.zone.key)
         yield Paragraph("Protected person", st.h2)
         for label, value in cover.protected:
             yield _field(st.field, label, value)
@@ -635,7 +635,7 @@ class PdfReport:
         yield Spacer(1, 4 * mm)
         yield Paragraph("Timeline", st.h2)
         yield chart_drawing(summary, self.fonts, width)
-        yield Paragraph(xml_escape(chart_caption(summary, self.cover.timezone)), st.body)
+        yield Paragraph(xml_escape(chart_caption(summary, self.cover.zone.key)), st.body)
         if not self.fonts.broad_unicode:
             yield Paragraph(
                 "Note: no broad-coverage font was found; characters outside Latin scripts "
