@@ -24,6 +24,7 @@ from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
+from reportlab.graphics import renderSVG
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
 from reportlab.graphics.shapes import Drawing, String
@@ -282,57 +283,17 @@ def _html_rows(fields: Iterable[tuple[str, str | None]]) -> str:
 
 
 def chart_svg(summary: Summary) -> str:
-    """Stacked bars of violations per day by platform, as inline SVG."""
-    days = summary.days()
-    if not days:
-        return '<p class="chart">No violations within the order period.</p>'
-    platforms = summary.platforms
-    colour = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(platforms)}
-    peak = max(sum(counts.values()) for counts in summary.per_day.values())
-    left, top, height = 40, 30, 200
-    bar = max(2.0, min(48.0, 720 / len(days)))
-    # Wide enough for the legend, whatever the number of days.
-    width = max(640.0, left + bar * len(days) + 20, left + 110.0 * len(platforms))
-    label_every = max(1, int(40 // bar) + 1)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width:.0f}" '
-        f'height="{top + height + 70}" viewBox="0 0 {width:.0f} {top + height + 70}" '
-        f'aria-label="{CHART_TITLE}">',
-        f'<text x="{left}" y="18" font-size="14" font-weight="bold">{CHART_TITLE}</text>',
-        f'<line x1="{left}" y1="{top + height}" x2="{width - 10:.0f}" y2="{top + height}" '
-        'stroke="#333"/>',
-        f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{peak}</text>',
-        f'<text x="{left - 6}" y="{top + height}" font-size="10" text-anchor="end">0</text>',
-    ]
-    for index, day in enumerate(days):
-        x = left + index * bar
-        base = float(top + height)
-        counts = summary.per_day.get(day, Counter())
-        for platform in platforms:
-            count = counts.get(platform, 0)
-            if not count:
-                continue
-            h = height * count / peak
-            base -= h
-            parts.append(
-                f'<rect x="{x + 1:.1f}" y="{base:.1f}" width="{max(bar - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="{colour[platform]}">'
-                f"<title>{day.isoformat()} {html.escape(platform)}: {count}</title></rect>"
-            )
-        if index % label_every == 0:
-            parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{top + height + 14}" font-size="9" '
-                f'text-anchor="middle">{_day_label(day)}</text>'
-            )
-    for index, platform in enumerate(platforms):
-        x = left + index * 110
-        y = top + height + 35
-        parts.append(
-            f'<rect x="{x}" y="{y}" width="10" height="10" fill="{colour[platform]}"/>'
-            f'<text x="{x + 14}" y="{y + 9}" font-size="10">{html.escape(platform)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    """The PDF's chart drawing, rendered as inline SVG: one drawing for both reports."""
+    fonts = pdf_fonts()
+    svg = renderSVG.drawToString(chart_drawing(summary, fonts, 640))
+    # Inline SVG in HTML takes no XML prolog or DOCTYPE; the PDF's embedded font names
+    # mean nothing to a browser, so name the same faces the way CSS does.
+    svg = svg[svg.index("<svg") :]
+    svg = svg.replace("<title>...</title>", f"<title>{CHART_TITLE}</title>", 1)
+    svg = svg.replace("<desc>...</desc>", "", 1)
+    family = "font-family: 'DejaVu Sans', Arial, sans-serif"
+    svg = svg.replace(f"font-family: {fonts.bold};", f"{family}; font-weight: bold;")
+    return svg.replace(f"font-family: {fonts.regular};", f"{family};")
 
 
 def _counter_table(title: str, counts: Counter[str]) -> str:
