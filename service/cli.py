@@ -100,8 +100,10 @@ config_option = click.option(
 )
 
 
-def _load(config_path: Path) -> LoadedConfig:
-    loaded = load_config(config_path)
+def _load(config_path: Path, *, need_secrets: bool = True) -> LoadedConfig:
+    """``need_secrets=False`` for commands that only read the store: they work from a
+    shell that lacks the watchers' and routes' secrets."""
+    loaded = load_config(config_path, need_secrets=need_secrets)
     state = click.get_current_context().find_object(CliState)
     if state is not None:
         _configure_logging(state, loaded)
@@ -220,7 +222,7 @@ def timeline(config_path: Path, case_id: str | None, fmt: str, include_all: bool
     from service.store import Store
     from service.timeline import TIMELINE_CSV, write_csv
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     with _sessions(loaded) as (_, engine):
         entries = list(Store(engine).entries(case_id, include_all))
@@ -279,7 +281,7 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
     """Write the evidence packet of a case (report, JSON, CSV, raw payloads, manifest)."""
     from service.export import export_case
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     case = loaded.settings.case(case_id)
     state = click.get_current_context().find_object(CliState)
@@ -330,7 +332,7 @@ def verify(config_path: Path, case_id: str | None) -> None:
     """Recompute every evidence hash and the chain; exit 1 on any mismatch."""
     from service.verify import verify_store
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     with _sessions(loaded) as (sessions, _):
         report = verify_store(sessions, case_id)
@@ -358,7 +360,7 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
     from service.store import Store
     from watchers.base import _parse_duration
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
     now = datetime.now(UTC)
@@ -466,7 +468,7 @@ def db() -> None:
 @edge
 def db_upgrade(config_path: Path) -> None:
     """Apply database migrations (also done on every start)."""
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     with _sessions(loaded):
         pass
     click.echo("database is up to date")

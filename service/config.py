@@ -73,14 +73,26 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
+# Sections whose ${VAR}s only running the service needs: watcher credentials and alert
+# URLs. Commands that only read the store load the config without them.
+SECRET_SECTIONS = frozenset({"watchers", "alerts"})
+
+
 class _Document:
     """The YAML document as plain data plus the line of every node, by path."""
 
-    def __init__(self, file_label: str) -> None:
+    def __init__(self, file_label: str, *, need_secrets: bool = True) -> None:
         self.file_label = file_label
+        self.need_secrets = need_secrets
         self.lines: dict[Loc, int] = {}
         self.problems: list[ConfigProblem] = []
+        # Values whose ${VAR} is missing: what validation says about them follows from
+        # the missing variable and would only be a confusing second line.
+        self.unresolved: set[Loc] = set()
         self._constructor = yaml.constructor.SafeConstructor()
+
+    def is_unresolved(self, loc: Loc) -> bool:
+        return any(loc[: len(where)] == where for where in self.unresolved)
 
     def line_of(self, loc: Loc) -> int:
         # A missing field has no node of its own: point at its nearest parent.
@@ -89,6 +101,8 @@ class _Document:
         return self.lines.get(loc, 1)
 
     def problem(self, loc: Loc, message: str) -> None:
+        if self.is_unresolved(loc):
+            return
         self.problems.append(
             ConfigProblem(self.file_label, self.line_of(loc), format_loc(loc), message)
         )
@@ -137,13 +151,22 @@ class _Document:
             return ""
 
         result = _VAR.sub(substitute, text)
+        if missing and not self.need_secrets and loc[:1] and loc[0] in SECRET_SECTIONS:
+            self.unresolved.add(loc)
+            return result
         for name in missing:
             self.problem(
                 loc,
                 f"environment variable {name} is not set; set it, or write "
                 f"${{{name}:-default}} to give a default",
             )
-        if result != text and _VAR.fullmatch(text):
+        if missing:
+            self.unresolved.add(loc)
+        whole = _VAR.fullmatch(text)
+        if whole and not result and whole.group("default") == "":
+            # ${VAR:-} written as the whole value says "nothing unless set": null.
+            return None
+        if result != text and whole:
             # A whole-value reference may hold a number or boolean, as YAML would read it.
             try:
                 parsed = yaml.safe_load(result)
@@ -154,15 +177,43 @@ class _Document:
         return result
 
 
+# What the YAML parser's phrases mean for someone editing a config file by hand.
+_YAML_WORDS: tuple[tuple[str, str], ...] = (
+    ("expected <block end>", "this line is indented differently from the one above"),
+    ("did not find expected key", "this line is indented differently from the one above"),
+    ("did not find expected '-'", "this list item is indented differently from the one above"),
+    ("mapping values are not allowed", "a ':' that cannot be here: is this line indented "
+     "more than the one above, or does a value contain ': '? Put such a value in quotes"),
+    ("found character '\\t'", "a tab: indent with spaces only"),
+    ("expected ',' or ']'", "a list opened with '[' is not closed with ']'"),
+    ("expected ',' or '}'", "a mapping opened with '{' is not closed with '}'"),
+    ("could not find expected ':'", "this line has no ':'; write it as key: value"),
+    ("found undefined alias", "a '*' starts an alias here; put the value in quotes"),
+)  # fmt: skip
+
+
 def _yaml_problem(label: str, exc: yaml.YAMLError) -> ConfigProblem:
     mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else 1
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None) or ""
+    if "quoted scalar" in context and context_mark is not None:
+        opened = context_mark.line + 1
+        return ConfigProblem(label, opened, "", "this quotation mark is never closed")
+    if ("simple key" in context or "flow" in context) and context_mark is not None:
+        line = context_mark.line + 1
+    for phrase, words in _YAML_WORDS:
+        if phrase in problem:
+            return ConfigProblem(label, line, "", words)
     return ConfigProblem(label, line, "", f"not valid YAML: {problem}")
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, interpolate and validate a config file, or raise ``ConfigError``."""
+def load_config(path: str | Path, *, need_secrets: bool = True) -> LoadedConfig:
+    """Read, interpolate and validate a config file, or raise ``ConfigError``.
+
+    With ``need_secrets=False`` (commands that only read the store) a missing ``${VAR}``
+    under ``watchers`` or ``alerts`` is not an error, and route URLs are not checked."""
     config_path = Path(path)
     label = str(path)
     try:
@@ -174,12 +225,12 @@ def load_config(path: str | Path) -> LoadedConfig:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([ConfigProblem(label, 0, "", f"cannot read: {reason}")]) from None
-    settings = parse_config(text, label)
+    settings = parse_config(text, label, need_secrets=need_secrets)
     return LoadedConfig(settings=settings, path=config_path.resolve())
 
 
-def parse_config(text: str, label: str = "config.yaml") -> Settings:
-    doc = _Document(label)
+def parse_config(text: str, label: str = "config.yaml", *, need_secrets: bool = True) -> Settings:
+    doc = _Document(label, need_secrets=need_secrets)
     try:
         root_node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -197,7 +248,7 @@ def parse_config(text: str, label: str = "config.yaml") -> Settings:
     top = {**data, "watchers": watcher_models or []}
     settings: Settings | None = None
     try:
-        settings = Settings.model_validate(top, context={FOR_DELIVERY: True})
+        settings = Settings.model_validate(top, context={FOR_DELIVERY: need_secrets})
     except ValidationError as exc:
         _report_validation(doc, exc, (), Settings)
     if doc.problems or settings is None or watcher_models is None:
@@ -234,9 +285,29 @@ def _validate_watchers(doc: _Document, raw: object) -> list[WatcherSettings] | N
         try:
             models.append(cls.settings_model.model_validate(item))
         except ValidationError as exc:
+            stand_in = _without_secrets(doc, exc, loc, item)
+            if stand_in is not None:
+                models.append(stand_in)
+                continue
             _report_validation(doc, exc, loc, cls.settings_model)
             ok = False
     return models if ok else None
+
+
+def _without_secrets(
+    doc: _Document, exc: ValidationError, loc: Loc, item: dict[str, Any]
+) -> WatcherSettings | None:
+    """For a command that reads the store, a watcher that fails only for want of its
+    secrets is still known by its type, name, interval and cases."""
+    if doc.need_secrets or not doc.unresolved:
+        return None
+    if not all(doc.is_unresolved((*loc, *error["loc"])) for error in exc.errors()):
+        return None
+    common = {key: value for key, value in item.items() if key in WatcherSettings.model_fields}
+    try:
+        return WatcherSettings.model_validate(common)
+    except ValidationError:
+        return None
 
 
 def _report_validation(
@@ -253,6 +324,8 @@ def _report_validation(
             doc.problem(loc, _unknown_key_message(model, tuple(error["loc"])))
         elif kind == "missing":
             doc.problem(loc, "required but missing")
+        elif kind.startswith(("date_", "datetime_")):
+            doc.problem(loc, "not a date; write dates as YYYY-MM-DD, e.g. 2026-03-01")
         else:
             message = error["msg"]
             message = message.removeprefix("Value error, ")

@@ -154,11 +154,22 @@ class CaseSettings(_Strict):
 
 
 class Route(_Strict):
-    urls: list[Annotated[str, AfterValidator(_apprise_url)]] = Field(min_length=1)
+    # A URL written as ${VAR:-} with VAR unset is null and dropped: the route then sends
+    # nothing, which is how the example config runs before an alert URL is set.
+    urls: list[Annotated[str, AfterValidator(_apprise_url)]]
     min_severity: Severity = "low"
     include_content: bool = False
     group_wait: Duration = Field(default=timedelta(seconds=60))
     operator: bool = False
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _drop_unset(cls, value: object) -> object:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one Apprise URL")
+            return [url for url in value if url is not None]
+        return value
 
     @field_validator("group_wait")
     @classmethod
@@ -224,7 +235,8 @@ class Settings(_Strict):
 
     def operator_routes(self) -> list[str]:
         marked = [name for name, route in self.alerts.items() if route.operator]
-        return marked or list(self.alerts)
+        # A route with no URL (an unset ${VAR:-}) sends nothing, so nothing is queued.
+        return [name for name in marked or list(self.alerts) if self.alerts[name].urls]
 
     def cases_for(self, watcher: WatcherSettings) -> list[CaseSettings]:
         if watcher.cases is None:

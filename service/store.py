@@ -394,8 +394,11 @@ class _PollWrite:
                 # Config validation rejects this; never fail the evidence over it.
                 log.error("case %s names unknown alert route %s; alert not queued", case.id, name)
                 continue
-            if SEVERITY_RANK[route.min_severity] > SEVERITY_RANK[violation.severity]:
-                continue
+            if (
+                not route.urls
+                or SEVERITY_RANK[route.min_severity] > SEVERITY_RANK[violation.severity]
+            ):
+                continue  # a route whose only URL is an unset ${VAR:-} sends nothing
             due = self.now + route.group_wait
             if enqueue_alert(
                 self.session,
