@@ -190,18 +190,40 @@ def run(config_path: Path, once: bool) -> None:
         report = service.run_once()
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
+    _print_once_report(state, report)
+    failed = [poll.watcher for poll in report.polls if not poll.ok]
+    problems = [f"watcher(s) failed: {', '.join(failed)}"] if failed else []
+    if report.delivery.failed or report.delivery.errors:
+        problems.append(f"{report.delivery.failed} alert(s) could not be delivered")
+    if problems:
+        # Exit 1 so that a timer or cron job notices; the lines above say what failed.
+        state.err.print(f"run --once: not all is well: {'; '.join(problems)}", markup=False)
+        sys.exit(EXIT_RUNTIME)
+
+
+def _print_once_report(state: CliState, report: Any) -> None:
     for poll in report.polls:
         if poll.ok:
+            in_period = poll.new_violations - poll.new_outside_period
+            outside = (
+                f" (and {poll.new_outside_period} outside the order period, kept)"
+                if poll.new_outside_period
+                else ""
+            )
             state.out.print(
                 f"{poll.watcher}: {poll.observations} item(s) read, {poll.new_evidence} new "
-                f"evidence, {poll.new_violations} new violation(s)"
+                f"evidence, {in_period} new violation(s){outside}",
+                markup=False,
             )
         else:
             state.err.print(f"{poll.watcher}: failed: {poll.error}", markup=False)
     delivery = report.delivery
+    for error in delivery.errors:
+        state.err.print(f"alert not delivered: {error}", markup=False)
     state.out.print(
         f"alerts: {delivery.sent} sent, {delivery.failed} failed, "
-        f"{delivery.still_pending} still queued"
+        f"{delivery.still_pending} still queued",
+        markup=False,
     )
 
 

@@ -85,6 +85,8 @@ class RecordResult:
     joined_violations: int = 0
     queued_alerts: int = 0
     recovered: bool = False
+    # Of new_violations, those outside the order period: kept, but not violations.
+    new_outside_period: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -587,6 +589,9 @@ class Store:
                 joined_violations=len(write.joined),
                 queued_alerts=write.queued,
                 recovered=recovered,
+                new_outside_period=sum(
+                    1 for violation in write.created.values() if not violation.in_order_period
+                ),
             )
 
     def _append_evidence(
