@@ -165,15 +165,30 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also open the database for writing and poll each watcher once (stores nothing).",
+)
 @edge
-def check(config_path: Path) -> None:
+def check(config_path: Path, online: bool) -> None:
     """Validate the config; exit 2 with every problem, one per line."""
-    loaded = load_config(config_path)
+    loaded = _load(config_path) if online else load_config(config_path)
     settings = loaded.settings
     click.echo(
         f"{config_path}: ok — {len(settings.cases)} case(s), {len(settings.watchers)} "
         f"watcher(s), {len(settings.alerts)} alert route(s)"
     )
+    if not online:
+        return
+    from service.checks import online_checks
+
+    failed = False
+    for line in online_checks(loaded):
+        click.echo(str(line), err=not line.ok)
+        failed = failed or not line.ok
+    if failed:
+        sys.exit(EXIT_RUNTIME)
 
 
 @cli.command()

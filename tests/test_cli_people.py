@@ -14,6 +14,9 @@ from sqlalchemy.orm import sessionmaker
 
 from service.cli import cli
 from tests.fakes.evidence_data import CASE_ID, Populated, populate
+from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
+
+FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
 
 SECRETS = ("NC_T_REDDIT_ID", "NC_T_REDDIT_SECRET", "NC_T_REDDIT_PASSWORD", "NC_T_ALERT_URL")
 
@@ -182,3 +185,65 @@ def test_the_config_above_is_valid_once_its_secrets_are_set(
     result = runner.invoke(cli, ["check", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{config}: ok — 1 case(s), 1 watcher(s), 1 alert route(s)\n"
+
+
+# --- check --online ----------------------------------------------------------------------
+
+ONLINE = """\
+database: {database}
+cases:
+  - id: smith-v-doe
+    order: {{effective: 2026-01-15}}
+    protected: {{names: ["Alex Smith"]}}
+    restrained: {{names: ["John Doe"]}}
+watchers:
+  - {{type: rss, name: good, url: "{good}", every: 5m}}
+  - {{type: rss, name: down, url: "{down}", every: 5m}}
+"""
+
+
+def test_check_online_opens_the_database_and_polls_each_watcher_once(
+    runner: CliRunner,
+    tmp_path: Path,
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    feed_server.set("/good.xml", body=(FEEDS / "rss20.xml").read_bytes())
+    feed_server.set("/down.xml", status=503, body=b"maintenance")
+    text = ONLINE.format(
+        database="sqlite:///nc.db",
+        good=feed_server.url("/good.xml"),
+        down=feed_server.url("/down.xml"),
+    )
+    config = write(tmp_path, text)
+    offline = runner.invoke(cli, ["check", "-c", str(config)])
+    assert offline.exit_code == 0
+    assert feed_server.requests_for("/good.xml") == []
+
+    result = runner.invoke(cli, ["check", "-c", str(config), "--online"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1:] == [
+        "database: ok — opened for writing",
+        "watcher good: ok — read 3 item(s); nothing stored",
+    ]
+    assert result.stderr.startswith("watcher down: FAILED — ")
+    assert "503" in result.stderr
+    assert [r.method for r in feed_server.requests_for("/good.xml")] == ["GET"]
+    timeline = runner.invoke(cli, ["timeline", "-c", str(config), "--all", "--format", "json"])
+    assert timeline.stdout.strip() == "[]"
+
+
+def test_check_online_reports_an_unreachable_database(
+    runner: CliRunner,
+    tmp_path: Path,
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    feed_server.set("/good.xml", body=(FEEDS / "rss20.xml").read_bytes())
+    text = ONLINE.format(
+        database="postgresql+psycopg://nc:s3cr3t-pw@127.0.0.1:1/nc",
+        good=feed_server.url("/good.xml"),
+        down=feed_server.url("/good.xml"),
+    )
+    result = runner.invoke(cli, ["check", "-c", str(write(tmp_path, text)), "--online"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("database: FAILED — cannot open database at ")
+    assert "s3cr3t" not in result.output
