@@ -4,7 +4,6 @@ errors into one-line messages and exit codes (0 ok, 1 runtime problem, 2 usage o
 
 from __future__ import annotations
 
-import csv
 import functools
 import io
 import json
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
@@ -23,6 +22,9 @@ from rich.table import Table
 
 from service import __version__
 from service.config import ConfigError, LoadedConfig, load_config
+
+if TYPE_CHECKING:
+    from service.timeline import ViolationEntry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -98,8 +100,10 @@ config_option = click.option(
 )
 
 
-def _load(config_path: Path) -> LoadedConfig:
-    loaded = load_config(config_path)
+def _load(config_path: Path, *, need_secrets: bool = True) -> LoadedConfig:
+    """``need_secrets=False`` for commands that only read the store: they work from a
+    shell that lacks the watchers' and routes' secrets."""
+    loaded = load_config(config_path, need_secrets=need_secrets)
     state = click.get_current_context().find_object(CliState)
     if state is not None:
         _configure_logging(state, loaded)
@@ -161,15 +165,30 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also open the database for writing and poll each watcher once (stores nothing).",
+)
 @edge
-def check(config_path: Path) -> None:
+def check(config_path: Path, online: bool) -> None:
     """Validate the config; exit 2 with every problem, one per line."""
-    loaded = load_config(config_path)
+    loaded = _load(config_path) if online else load_config(config_path)
     settings = loaded.settings
     click.echo(
         f"{config_path}: ok — {len(settings.cases)} case(s), {len(settings.watchers)} "
         f"watcher(s), {len(settings.alerts)} alert route(s)"
     )
+    if not online:
+        return
+    from service.checks import online_checks
+
+    failed = False
+    for line in online_checks(loaded):
+        click.echo(str(line), err=not line.ok)
+        failed = failed or not line.ok
+    if failed:
+        sys.exit(EXIT_RUNTIME)
 
 
 @cli.command()
@@ -186,18 +205,40 @@ def run(config_path: Path, once: bool) -> None:
         report = service.run_once()
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
+    _print_once_report(state, report)
+    failed = [poll.watcher for poll in report.polls if not poll.ok]
+    problems = [f"watcher(s) failed: {', '.join(failed)}"] if failed else []
+    if report.delivery.failed or report.delivery.errors:
+        problems.append(f"{report.delivery.failed} alert(s) could not be delivered")
+    if problems:
+        # Exit 1 so that a timer or cron job notices; the lines above say what failed.
+        state.err.print(f"run --once: not all is well: {'; '.join(problems)}", markup=False)
+        sys.exit(EXIT_RUNTIME)
+
+
+def _print_once_report(state: CliState, report: Any) -> None:
     for poll in report.polls:
         if poll.ok:
+            in_period = poll.new_violations - poll.new_outside_period
+            outside = (
+                f" (and {poll.new_outside_period} outside the order period, kept)"
+                if poll.new_outside_period
+                else ""
+            )
             state.out.print(
                 f"{poll.watcher}: {poll.observations} item(s) read, {poll.new_evidence} new "
-                f"evidence, {poll.new_violations} new violation(s)"
+                f"evidence, {in_period} new violation(s){outside}",
+                markup=False,
             )
         else:
             state.err.print(f"{poll.watcher}: failed: {poll.error}", markup=False)
     delivery = report.delivery
+    for error in delivery.errors:
+        state.err.print(f"alert not delivered: {error}", markup=False)
     state.out.print(
         f"alerts: {delivery.sent} sent, {delivery.failed} failed, "
-        f"{delivery.still_pending} still queued"
+        f"{delivery.still_pending} still queued",
+        markup=False,
     )
 
 
@@ -216,17 +257,20 @@ def run(config_path: Path, once: bool) -> None:
 def timeline(config_path: Path, case_id: str | None, fmt: str, include_all: bool) -> None:
     """The violations of each case, oldest first."""
     from service.store import Store
+    from service.timeline import TIMELINE_CSV, write_csv
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     with _sessions(loaded) as (_, engine):
-        rows = Store(engine).timeline(case_id, include_all)
+        entries = list(Store(engine).entries(case_id, include_all))
     if fmt == "json":
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        click.echo(json.dumps([e.to_json() for e in entries], ensure_ascii=False, indent=2))
     elif fmt == "csv":
-        click.echo(_timeline_csv(rows), nl=False)
+        buffer = io.StringIO()
+        write_csv(buffer, TIMELINE_CSV, entries)
+        click.echo(buffer.getvalue(), nl=False)
     else:
-        _timeline_table(rows, include_all)
+        _timeline_table(entries, include_all)
 
 
 def _require_case(loaded: LoadedConfig, case_id: str | None) -> None:
@@ -235,87 +279,31 @@ def _require_case(loaded: LoadedConfig, case_id: str | None) -> None:
         fail(f"no case {case_id!r} in {loaded.path.name} (cases: {known})", EXIT_USAGE)
 
 
-CSV_COLUMNS = [
-    "violation_id",
-    "case",
-    "kind",
-    "severity",
-    "suspected",
-    "in_order_period",
-    "first_seen",
-    "last_seen",
-    "alerted",
-    "reason",
-    "platform",
-    "native_id",
-    "url",
-    "author",
-    "item_kind",
-    "posted_at",
-    "captured_at",
-    "version",
-    "sha256",
-    "text",
-]
+def _timeline_table(entries: list[ViolationEntry], include_all: bool) -> None:
+    from service.evidence import format_time
 
-
-def _timeline_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        for item in row["evidence"]:
-            writer.writerow(
-                [
-                    row["id"],
-                    row["case"],
-                    row["kind"],
-                    row["severity"],
-                    row["suspected"],
-                    row.get("in_order_period", True),
-                    row["first_seen"],
-                    row["last_seen"],
-                    row["alerted"],
-                    row["reason"],
-                    item["platform"],
-                    item["native_id"],
-                    item["url"],
-                    item["author"],
-                    item["kind"],
-                    item["posted_at"],
-                    item["captured_at"],
-                    item["version"],
-                    item["sha256"],
-                    item["text"],
-                ]
-            )
-    return buffer.getvalue()
-
-
-def _timeline_table(rows: list[dict[str, Any]], include_all: bool) -> None:
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
-    if not rows:
+    if not entries:
         state.out.print("No violations recorded." + ("" if include_all else " (--all shows more)"))
         return
     table = Table(title="Violations, oldest first")
     for column in ("first seen (UTC)", "case", "kind", "severity", "author", "where", "reason"):
         table.add_column(column, overflow="fold")
-    for row in rows:
-        evidence = row["evidence"]
-        authors = sorted({str(e["author"]) for e in evidence if e["author"]})
-        platforms = sorted({str(e["platform"]) for e in evidence})
-        kind = row["kind"] + (" (suspected)" if row["suspected"] else "")
-        if not row.get("in_order_period", True):
+    for entry in entries:
+        authors = sorted({e.author_handle for e in entry.evidence if e.author_handle})
+        platforms = sorted({e.platform for e in entry.evidence})
+        kind = entry.kind + (" (suspected)" if entry.suspected else "")
+        if not entry.in_order_period:
             kind += " [outside order]"
         table.add_row(
-            row["first_seen"],
-            row["case"],
+            format_time(entry.first_seen),
+            entry.case_id,
             kind,
-            row["severity"],
+            entry.severity,
             ", ".join(authors),
-            f"{', '.join(platforms)} ({len(evidence)} item(s))",
-            row["reason"],
+            f"{', '.join(platforms)} ({len(entry.evidence)} item(s))",
+            entry.reason,
         )
     state.out.print(table)
 
@@ -330,7 +318,7 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
     """Write the evidence packet of a case (report, JSON, CSV, raw payloads, manifest)."""
     from service.export import export_case
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     case = loaded.settings.case(case_id)
     state = click.get_current_context().find_object(CliState)
@@ -381,7 +369,7 @@ def verify(config_path: Path, case_id: str | None) -> None:
     """Recompute every evidence hash and the chain; exit 1 on any mismatch."""
     from service.verify import verify_store
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     with _sessions(loaded) as (sessions, _):
         report = verify_store(sessions, case_id)
@@ -409,7 +397,7 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
     from service.store import Store
     from watchers.base import _parse_duration
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
     now = datetime.now(UTC)
@@ -518,7 +506,7 @@ def db() -> None:
 @edge
 def db_upgrade(config_path: Path) -> None:
     """Apply database migrations (also done on every start)."""
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     with _sessions(loaded):
         pass
     click.echo("database is up to date")

@@ -1,0 +1,249 @@
+"""The CLI as people meet it (#16): read commands without secrets, errors in words,
+CSV that a spreadsheet cannot run. Each test asserts the exit code and the message."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from service.cli import cli
+from tests.fakes.evidence_data import CASE_ID, Populated, populate
+from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
+
+FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
+
+SECRETS = ("NC_T_REDDIT_ID", "NC_T_REDDIT_SECRET", "NC_T_REDDIT_PASSWORD", "NC_T_ALERT_URL")
+
+CONFIG = """\
+database: sqlite:///nc.db
+cases:
+  - id: smith-v-doe
+    order: {effective: 2026-01-15, reference: "PO-1"}
+    protected: {names: ["Alex Smith"], handles: {reddit: [alex_smith]}}
+    restrained: {names: ["John Doe"], handles: {reddit: [jdoe]}}
+    alert: [phone]
+watchers:
+  - type: reddit
+    every: 5m
+    client_id: ${NC_T_REDDIT_ID}
+    client_secret: ${NC_T_REDDIT_SECRET}
+    username: alex_smith
+    password: ${NC_T_REDDIT_PASSWORD}
+    user_agent: "nocontact tests (by u/alex_smith)"
+alerts:
+  phone:
+    urls: ["${NC_T_ALERT_URL}"]
+"""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def with_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SECRETS[:-1]:
+        monkeypatch.setenv(name, "s3cr3t-" + name.lower())
+    monkeypatch.setenv("NC_T_ALERT_URL", "json://127.0.0.1:9/hook")
+
+
+@pytest.fixture
+def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SECRETS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def write(tmp_path: Path, text: str = CONFIG) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def populated(runner: CliRunner, config: Path, texts: tuple[str, ...] = ()) -> Populated:
+    """A migrated store beside ``config`` holding a case's violations."""
+    result = runner.invoke(cli, ["db", "upgrade", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    engine = create_engine(f"sqlite:///{config.parent / 'nc.db'}")
+    try:
+        return populate(sessionmaker(engine, expire_on_commit=False), texts=texts)
+    finally:
+        engine.dispose()
+
+
+# --- secrets are needed only where they are used -----------------------------------------
+
+
+@pytest.mark.usefixtures("no_secrets")
+def test_read_commands_work_without_watcher_and_route_secrets(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = write(tmp_path)
+    data = populated(runner, config)
+    timeline = runner.invoke(cli, ["timeline", "-c", str(config), "--format", "json"])
+    assert timeline.exit_code == 0, timeline.output
+    assert data.violation_ids[1] in timeline.stdout
+    export = runner.invoke(
+        cli, ["export", "-c", str(config), "--case", CASE_ID, "--out", str(tmp_path / "p")]
+    )
+    assert export.exit_code == 0, export.output
+    assert (tmp_path / "p" / "MANIFEST.sha256").is_file()
+    verify = runner.invoke(cli, ["verify", "-c", str(config)])
+    assert verify.exit_code == 0, verify.output
+    status = runner.invoke(cli, ["status", "-c", str(config)])
+    assert status.exit_code == 0, status.output
+    assert "reddit" in status.stdout
+    for result in (timeline, export, verify, status):
+        assert "NC_T_" not in result.output
+
+
+@pytest.mark.usefixtures("no_secrets")
+@pytest.mark.parametrize("command", [["check"], ["run", "--once"], ["test-alert"]])
+def test_commands_that_poll_or_send_still_need_the_secrets(
+    runner: CliRunner, tmp_path: Path, command: list[str]
+) -> None:
+    config = write(tmp_path)
+    result = runner.invoke(cli, [*command, "-c", str(config)])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert f"{config}:11: watchers[0].client_id: environment variable NC_T_REDDIT_ID " in (
+        lines[0] + " "
+    )
+    assert any(
+        line.startswith(f"{config}:18: alerts.phone.urls[0]: environment variable NC_T_ALERT_URL")
+        for line in lines
+    )
+    # The missing variable is the whole story: no second line about an invalid URL.
+    assert not any("Apprise" in line for line in lines)
+    assert len(lines) == 4
+
+
+# --- errors people understand ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("with_secrets")
+def test_dates_say_how_to_write_them(runner: CliRunner, tmp_path: Path) -> None:
+    config = write(tmp_path, CONFIG.replace("2026-01-15", "03/01/2026"))
+    result = runner.invoke(cli, ["check", "-c", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{config}:4: cases[0].order.effective: not a date; write dates as YYYY-MM-DD, "
+        "e.g. 2026-03-01\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("cases:\n  - id: a\n    order: {}\n   protected: {}\n", 4,
+         "this line is indented differently from the one above"),
+        ("database: x\n\tcases: []\n", 2, "a tab: indent with spaces only"),
+        ('database: "sqlite:///x\ncases: []\n', 1, "this quotation mark is never closed"),
+        ("cases: [a, b\nwatchers: []\n", 1, "a list opened with '[' is not closed with ']'"),
+    ],
+)  # fmt: skip
+def test_yaml_errors_are_in_words(
+    runner: CliRunner, tmp_path: Path, text: str, line: int, words: str
+) -> None:
+    config = write(tmp_path, text)
+    result = runner.invoke(cli, ["check", "-c", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr == f"{config}:{line}: {words}\n"
+
+
+# --- one CSV writer, guarded against formulas ------------------------------------------
+
+INJECTIONS = ('=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR")
+
+
+@pytest.mark.usefixtures("no_secrets")
+def test_timeline_csv_cannot_run_as_a_spreadsheet_formula(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = write(tmp_path)
+    populated(runner, config, texts=INJECTIONS)
+    result = runner.invoke(cli, ["timeline", "-c", str(config), "--all", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    texts = [row["text"] for row in rows]
+    for injected in INJECTIONS:
+        assert "'" + injected in texts
+    assert not [t for t in texts if t.startswith(("=", "+", "-", "@", "\t", "\r"))]
+
+
+@pytest.mark.usefixtures("with_secrets")
+def test_the_config_above_is_valid_once_its_secrets_are_set(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = write(tmp_path)
+    result = runner.invoke(cli, ["check", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{config}: ok — 1 case(s), 1 watcher(s), 1 alert route(s)\n"
+
+
+# --- check --online ----------------------------------------------------------------------
+
+ONLINE = """\
+database: {database}
+cases:
+  - id: smith-v-doe
+    order: {{effective: 2026-01-15}}
+    protected: {{names: ["Alex Smith"]}}
+    restrained: {{names: ["John Doe"]}}
+watchers:
+  - {{type: rss, name: good, url: "{good}", every: 5m}}
+  - {{type: rss, name: down, url: "{down}", every: 5m}}
+"""
+
+
+def test_check_online_opens_the_database_and_polls_each_watcher_once(
+    runner: CliRunner,
+    tmp_path: Path,
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    feed_server.set("/good.xml", body=(FEEDS / "rss20.xml").read_bytes())
+    feed_server.set("/down.xml", status=503, body=b"maintenance")
+    text = ONLINE.format(
+        database="sqlite:///nc.db",
+        good=feed_server.url("/good.xml"),
+        down=feed_server.url("/down.xml"),
+    )
+    config = write(tmp_path, text)
+    offline = runner.invoke(cli, ["check", "-c", str(config)])
+    assert offline.exit_code == 0
+    assert feed_server.requests_for("/good.xml") == []
+
+    result = runner.invoke(cli, ["check", "-c", str(config), "--online"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1:] == [
+        "database: ok — opened for writing",
+        "watcher good: ok — read 3 item(s); nothing stored",
+    ]
+    assert result.stderr.startswith("watcher down: FAILED — ")
+    assert "503" in result.stderr
+    assert [r.method for r in feed_server.requests_for("/good.xml")] == ["GET"]
+    timeline = runner.invoke(cli, ["timeline", "-c", str(config), "--all", "--format", "json"])
+    assert timeline.stdout.strip() == "[]"
+
+
+def test_check_online_reports_an_unreachable_database(
+    runner: CliRunner,
+    tmp_path: Path,
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    feed_server.set("/good.xml", body=(FEEDS / "rss20.xml").read_bytes())
+    text = ONLINE.format(
+        database="postgresql+psycopg://nc:s3cr3t-pw@127.0.0.1:1/nc",
+        good=feed_server.url("/good.xml"),
+        down=feed_server.url("/good.xml"),
+    )
+    result = runner.invoke(cli, ["check", "-c", str(write(tmp_path, text)), "--online"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("database: FAILED — cannot open database at ")
+    assert "s3cr3t" not in result.output
