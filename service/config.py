@@ -375,9 +375,6 @@ def _unknown_name(what: str, name: str, known: typing.Iterable[str], section: st
 def _route_url_problems(urls: Sequence[str]) -> list[tuple[int, str]]:
     import apprise
 
-    from service.alerts import quiet_apprise_logging
-
-    quiet_apprise_logging()
     problems: list[tuple[int, str]] = []
     for index, url in enumerate(urls):
         if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
