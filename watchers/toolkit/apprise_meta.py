@@ -136,8 +136,9 @@ def _unparsed_secrets(url: str) -> set[str]:
 
 
 def apprise_url_secrets(url: str) -> frozenset[str]:
-    """Every secret an Apprise URL holds: the URL itself, its password (also as Basic
-    credentials), its private tokens per Apprise, header and secret-named arguments."""
+    """Every secret an Apprise URL holds: its password (also as Basic credentials), its
+    private tokens per Apprise, header and secret-named arguments, and the URL itself
+    when it holds any of these."""
     from watchers.toolkit.redact import basic_credentials  # (it re-exports this module)
 
     try:
@@ -145,7 +146,7 @@ def apprise_url_secrets(url: str) -> frozenset[str]:
         user, password = parts.username, parts.password
     except ValueError:
         return frozenset({url})
-    found = {url}
+    found: set[str] = set()
     if password is not None:
         found.add(unquote(password))
         found.add(basic_credentials(unquote(user or ""), unquote(password)))
@@ -155,8 +156,10 @@ def apprise_url_secrets(url: str) -> frozenset[str]:
         found |= _unparsed_secrets(url)
     else:
         found |= _plugin_secrets(plugin, parts.scheme.lower())
-    found |= {quote(s, safe="") for s in found}
-    return frozenset(s for s in found if len(s) >= _MIN_LENGTH)
+    found = {s for s in found if len(s) >= _MIN_LENGTH}
+    if found:
+        found.add(url)
+    return frozenset(found | {quote(s, safe="") for s in found})
 
 
 def _abbrev(value: str) -> str:
@@ -206,6 +209,6 @@ def mask_apprise_url(url: str) -> str:
     (or a conservative one), with every secret of ``apprise_url_secrets`` masked."""
     plugin = _instantiate(url)
     masked = _mask_unparsed(url) if plugin is None else _privacy_url(plugin, url)
-    for secret in sorted(apprise_url_secrets(url), key=len, reverse=True):
+    for secret in sorted(apprise_url_secrets(url) - {url}, key=len, reverse=True):
         masked = masked.replace(secret, MASK)
     return masked
