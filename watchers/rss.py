@@ -22,8 +22,7 @@ import hashlib
 import io
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from importlib.metadata import PackageNotFoundError, version
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -33,7 +32,6 @@ from pydantic import Field, field_validator
 
 from watchers.base import (
     AccountInfo,
-    Duration,
     Observation,
     PartyRole,
     PollResult,
@@ -41,71 +39,40 @@ from watchers.base import (
     TransientError,
     WatcherSettings,
 )
-from watchers.toolkit.http import BoundedClient, Fetched, Limits, Validators, read_file
+from watchers.toolkit.http import BoundedClient, Fetched, Validators, read_file
+from watchers.toolkit.httpsettings import HttpWatcherSettings, check_http_url, default_user_agent
 from watchers.toolkit.redact import Redactor, mask_url
 from watchers.toolkit.text import html_to_text, tidy
 from watchers.toolkit.xmlguard import EntityDeclared, entry_ranges, is_ascii_compatible
 
-_MIB = 1024 * 1024
 
-
-def _default_user_agent() -> str:
-    try:
-        release = version("nocontact")
-    except PackageNotFoundError:
-        release = "0"
-    return f"nocontact/{release} (+feed watcher)"
-
-
-class RssSettings(WatcherSettings):
+class RssSettings(HttpWatcherSettings):
     type: Literal["rss"] = "rss"
     url: str
     # Set when the feed belongs to a party (their blog): every entry is theirs.
     posted_by: PartyRole | None = None
-    # Connect and per-read timeout.
-    timeout: Duration = Field(default=timedelta(seconds=10))
-    # Wall-clock bound on one whole fetch (redirects, headers, body), so that a server
-    # dripping a byte at a time cannot hold the watcher forever.
-    deadline: Duration = Field(default=timedelta(seconds=60))
-    max_bytes: int = Field(default=5 * _MIB, gt=0)
-    user_agent: str = Field(default_factory=_default_user_agent, min_length=1)
-    max_redirects: int = Field(default=5, ge=0, le=30)
+    user_agent: str = Field(
+        default_factory=lambda: default_user_agent("feed watcher"), min_length=1
+    )
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        # The message never repeats the value: it may carry a token.
+    def _feed_url(cls, value: str) -> str:
         value = value.strip()
-        try:
-            parts = urlsplit(value)
-            host = parts.hostname
-            _ = parts.port  # raises ValueError on a malformed port
-        except ValueError:
-            raise ValueError("not a valid URL") from None
-        if parts.scheme == "file":
-            return _feed_file_url(value, parts.netloc, parts.path)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError("must be an http://, https:// or file: URL")
-        if not host:
-            raise ValueError("the URL has no host")
-        return value
-
-    @field_validator("timeout", "deadline")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be more than 0s")
-        return value
+        if value[:5].lower() == "file:":
+            return _feed_file_url(value)
+        return check_http_url(value, "an http://, https:// or file: URL")
 
 
 # A file: URL may only name a feed file: never /etc/passwd or a key into the evidence.
 FEED_FILE_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
 
 
-def _feed_file_url(value: str, host: str, path: str) -> str:
-    if host not in ("", "localhost"):
+def _feed_file_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.netloc not in ("", "localhost"):
         raise ValueError("a file: URL names a file on this machine, like file:///srv/feed.xml")
-    if PurePosixPath(path).suffix.lower() not in FEED_FILE_SUFFIXES:
+    if PurePosixPath(parts.path).suffix.lower() not in FEED_FILE_SUFFIXES:
         raise ValueError("a file: URL must name a feed file ending in .xml, .rss or .atom")
     return value
 
@@ -156,14 +123,8 @@ class RssWatcher:
         self._host = (urlsplit(settings.url).hostname or "").lower()
         self._scrub = Redactor.for_url(settings.url)
         self._what = f"feed at {self._shown_url}"
-        limits = Limits(
-            timeout=settings.timeout.total_seconds(),
-            deadline=settings.deadline.total_seconds(),
-            max_bytes=settings.max_bytes,
-            max_redirects=settings.max_redirects,
-        )
         self._client = BoundedClient(
-            limits,
+            settings.limits(),
             user_agent=settings.user_agent,
             redactor=self._scrub,
             noun="feed",

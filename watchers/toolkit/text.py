@@ -98,4 +98,4 @@ def escape_line_breaks(text: str) -> str:
 def first_line(text: str) -> str:
     """The first line of ``text`` with its surrounding space removed ('' when empty)."""
     stripped = text.strip()
-    return stripped.splitlines()[0] if stripped else ""
+    return stripped.splitlines()[0].strip() if stripped else ""

@@ -61,11 +61,13 @@ def entry_ranges(data: bytes, names: Iterable[str] = FEED_ENTRIES) -> list[tuple
         if inside is None and name.rsplit(":", 1)[-1] in wanted:
             inside = (parser.CurrentByteIndex, depth)
 
-    def end(_name: str) -> None:
+    def end(name: str) -> None:
         nonlocal depth, inside
         if inside is not None and inside[1] == depth:
-            # The index points at the end tag's '<' (or at '<item/>' when empty).
-            ranges.append((inside[0], data.index(b">", parser.CurrentByteIndex) + 1))
+            # The index points at the end tag's '<', or just past an empty '<item/>'.
+            at = parser.CurrentByteIndex
+            closing = data.startswith(b"</" + name.encode(), at)
+            ranges.append((inside[0], data.index(b">", at) + 1 if closing else at))
             inside = None
         depth -= 1
 
