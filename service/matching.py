@@ -41,6 +41,9 @@ from watchers.base import AccountInfo, Observation, WatcherError, utc
 log = logging.getLogger(__name__)
 
 EMAIL_PLATFORM = "email"
+# Platforms whose handles are ``user@instance``: the same or a confusable user name on
+# another instance is another account, and looks like this one whatever its instance.
+FEDIVERSE_PLATFORMS = frozenset({"mastodon"})
 
 # Leetspeak folded in handles, applied after NFKC + casefold and before the confusable
 # skeleton. One target per character so the mapping is deterministic: ``1``, ``!`` and
@@ -90,6 +93,7 @@ _KIND_WORDS: dict[str, str] = {
     "email": "email",
     "feed_entry": "feed entry",
     "account": "account",
+    "boost": "boosted post",
 }
 _STATUS_WORDS: dict[str, str] = {
     "deleted": "account has been deleted",
@@ -304,7 +308,7 @@ def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
         if platform == EMAIL_PLATFORM:
             continue  # local parts like "john" would make half the world a suspect
         for handle in handles:
-            norm = normalize_handle(handle)
+            norm = normalize_handle(_lookalike_part(platform, handle))
             if norm and norm not in found:
                 found[norm] = _Identifier(norm, handle, "handle", platform)
     for name in (*case.restrained.names, *case.restrained.aliases):
@@ -714,7 +718,14 @@ def _author_lookalike(obs: Observation) -> str:
     if obs.platform == EMAIL_PLATFORM:
         local = _email_address(obs.author_handle).rsplit("@", 1)[0]
         return normalize_handle(local)
-    return normalize_handle(obs.author_handle)
+    return normalize_handle(_lookalike_part(obs.platform, obs.author_handle))
+
+
+def _lookalike_part(platform: str, handle: str) -> str:
+    """What of a handle can imitate another: the user name of a ``user@instance``."""
+    if platform in FEDIVERSE_PLATFORMS:
+        return identity_handle(handle).partition("@")[0]
+    return handle
 
 
 def _format_score(score: float) -> str:

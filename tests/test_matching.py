@@ -814,3 +814,70 @@ def test_proxy_only_for_the_case_whose_restrained_party_is_named() -> None:
     assert matcher.match(item) == []
     item = obs(kind="reply", author_handle="friend42", addressed_to=("kimlee",), text="Rob Roe!")
     assert only_hit(matcher.match(item)).case_id == "lee-v-roe"
+
+
+# -- Mastodon: handles are user@instance ------------------------------------------------
+
+
+def mastodon_case() -> Matcher:
+    return Matcher(
+        [
+            make_case(
+                protected={
+                    "names": ["Alex Smith"],
+                    "handles": {"mastodon": ["alex@social.example"]},
+                },
+                restrained={
+                    "names": ["John Doe"],
+                    "handles": {"mastodon": ["johndoe@mastodon.social"]},
+                    "associates": {"mastodon": ["pal@mastodon.social"]},
+                },
+            )
+        ]
+    )
+
+
+def toot(author: str, **fields: Any) -> Observation:
+    values: dict[str, Any] = {
+        "platform": "mastodon",
+        "watcher": "mastodon",
+        "author_handle": author,
+        "kind": "mention",
+        "addressed_to": ("alex@social.example",),
+    }
+    values.update(fields)
+    return obs(**values)
+
+
+def test_mastodon_handle_is_the_account_on_its_instance() -> None:
+    hit = only_hit(mastodon_case().match(toot("@JohnDoe@Mastodon.Social")))
+    assert (hit.kind, hit.suspected) == ("contact", False)
+    assert only_hit(mastodon_case().match(toot("pal@mastodon.social"))).kind == "third_party"
+
+
+@pytest.mark.parametrize("author", ["johndoe@another.instance", "j0hndoe@evil.example"])
+def test_same_or_confusable_user_on_another_instance_is_a_look_alike(author: str) -> None:
+    hit = only_hit(mastodon_case().match(toot(author)))
+    assert (hit.kind, hit.suspected, hit.score) == ("suspected_alt", True, 100.0)
+    assert "resembles restrained handle `johndoe@mastodon.social` (score 100)" in hit.reason
+
+
+def test_the_instance_alone_does_not_make_a_look_alike() -> None:
+    assert mastodon_case().match(toot("gardener@mastodon.social")) == []
+
+
+def test_display_name_of_the_restrained_party_on_another_instance_is_suspected() -> None:
+    hit = only_hit(
+        mastodon_case().match(toot("jd1987@other.example", author_display_name="John Doe"))
+    )
+    assert hit.kind == "suspected_alt"
+    assert 'display name "John Doe"' in hit.reason
+
+
+def test_a_boost_by_the_restrained_party_says_boosted() -> None:
+    boost = toot(
+        "johndoe@mastodon.social", kind="boost", addressed_to=(), text="Alex Smith sells jam"
+    )
+    hit = only_hit(mastodon_case().match(boost))
+    assert hit.kind == "mention"
+    assert hit.reason.startswith("boosted post by restrained account `johndoe@mastodon.social`")
