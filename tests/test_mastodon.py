@@ -305,9 +305,19 @@ def test_streaming_rings_for_a_new_mention_and_after_a_reconnect(
         found["jdoe"], "I see you", "2026-05-06T09:00:00", mentions=(found["alex"],)
     )
     assert rings.acquire(timeout=10), "the mention did not ring"
-    (new,) = watcher.poll(first.state).observations
+    listings = len(mastodon_server.requests_to("/statuses"))
+    woken = watcher.poll(first.state)
+    (new,) = woken.observations
     assert new.text == "@alex I see you"
-    assert any("streaming: connected" in note for note in watcher.poll(first.state).status_notes)
+    assert any("streaming: connected" in note for note in woken.status_notes)
+    # A woken poll soon after a full one reads the notifications, not every account.
+    assert len(mastodon_server.requests_to("/statuses")) == listings
+
+    mastodon_server.edit(found["image"], "Saw her again", "2026-05-02T09:30:00")
+    assert rings.acquire(timeout=10), "the edit did not ring"
+    (edited,) = watcher.poll(woken.state).observations
+    assert "Saw her again" in edited.text
+    assert edited.native_id == found["image"]["uri"]
 
     mastodon_server.drop_streams()
     assert rings.acquire(timeout=10), "the stream did not reconnect"

@@ -342,7 +342,8 @@ class MastodonWatcher:
             return dicts(self._session.last_json("edit history"))
 
     def _reread(self, run: _Run, status_id: str) -> None:
-        """A status the stream said was edited: read it again (it may be gone)."""
+        """A status the stream named (new or edited): read it (it may be gone already).
+        Taken as new: one already stored adds nothing (the store keeps each version once)."""
         try:
             with self._errors("status"):
                 self._client.status(status_id)
@@ -350,7 +351,7 @@ class MastodonWatcher:
         except TransientError as exc:
             log.info("watcher %s: %s", self.name, exc)
             return
-        self._take(run, status, is_new=False)
+        self._take(run, status, is_new=True)
 
     # ------------------------------------------------------------ accounts
 
@@ -420,7 +421,7 @@ class MastodonWatcher:
         if event in ("update", "status.update") and not self._concerns_us(payload):
             return
         with self._lock:
-            if event == "status.update":
+            if event in ("update", "status.update"):
                 self._refetch.add(str(payload["id"]))
             self._woken = True
             wake = self._wake
