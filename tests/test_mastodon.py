@@ -325,3 +325,24 @@ def test_streaming_rings_for_a_new_mention_and_after_a_reconnect(
     assert rings.acquire(timeout=10), "the mention after the reconnect did not ring"
     watcher.close()
     assert mastodon_server.write_attempts == []
+
+
+def test_search_finds_a_look_alike_naming_the_protected_person_without_tagging(
+    mastodon_server: FakeMastodon,  # noqa: F811
+) -> None:
+    populate(mastodon_server)
+    other = mastodon_server.add_account("john_doe@elsewhere.example", "J", "2026-04-01")
+    mastodon_server.post(other, "Everyone should know what Alex Smith did", "2026-05-08T09:00:00")
+    plain = make_watcher(mastodon_server)
+    assert not [o for o in plain.poll({}).observations if "Everyone" in o.text]
+    plain.close()
+
+    searching = make_watcher(mastodon_server, search=True)
+    first = searching.poll({})
+    found = by_text(first.observations, "Everyone should know")
+    assert found.author_handle == "john_doe@elsewhere.example"
+    (request,) = mastodon_server.requests_to("/api/v2/search")
+    assert request.params["q"] == ['"Alex Smith"']
+    assert request.params["type"] == ["statuses"]
+    assert searching.poll(first.state).observations == []
+    searching.close()

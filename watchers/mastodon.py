@@ -76,6 +76,8 @@ class MastodonSettings(WatcherSettings):
     # At most this many existing items per listing on the very first poll; 0 = from now on.
     backlog: int = Field(default=20, ge=0, le=PAGE)
     timeout: Duration = Field(default=timedelta(seconds=20))
+    # Also search statuses for the protected person's names (needs full-text search).
+    search: bool = False
     # Wait before retrying a stream that could not connect (a dropped one reconnects at once).
     stream_retry: Duration = Field(default=timedelta(seconds=30))
 
@@ -133,6 +135,7 @@ class MastodonWatcher:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._protected = {h.casefold() for h in _full_handles(targets.protected_handles)}
         self._authors = _full_handles(targets.restrained_handles | targets.associate_handles)
+        self._names = sorted(targets.protected_names, key=str.casefold)
         self._session = ReadOnlySession()
         self._client = Mastodon(
             access_token=settings.access_token.get_secret_value(),
@@ -198,6 +201,10 @@ class MastodonWatcher:
                 cursor = self._read_author(run, handle, account_ids, old.get(key))
                 if cursor is not None:
                     new[key] = cursor
+            if self.settings.search:
+                for name in self._names:
+                    key = f"search:{name.casefold()}"
+                    new[key] = self._read_search(run, name, old.get(key))
             self._last_full = now
         for status_id in sorted(refetch, key=id_key):
             self._reread(run, status_id)
@@ -283,6 +290,22 @@ class MastodonWatcher:
         fresh, known, new_cursor = self._read_listing(fetch, cursor, run.notes, handle)
         for status in fresh + known:
             self._take(run, require_status(status, handle), is_new=status in fresh)
+        return new_cursor
+
+    def _read_search(self, run: _Run, name: str, cursor: object) -> dict[str, str]:
+        """Statuses naming the protected person, where the instance has full-text search
+        (without it, Mastodon only finds statuses the account has interacted with)."""
+
+        def fetch(**params: Any) -> list[dict[str, Any]]:
+            with self._errors("search"):
+                self._client.search_v2(f'"{name}"', resolve=False, result_type="statuses", **params)
+                body = self._session.last_json("search")
+            statuses = body.get("statuses") if isinstance(body, dict) else None
+            return _items(statuses, "search")
+
+        fresh, known, new_cursor = self._read_listing(fetch, cursor, run.notes, "search")
+        for status in fresh + known:
+            self._take(run, require_status(status, "search"), is_new=status in fresh)
         return new_cursor
 
     def _read_listing(

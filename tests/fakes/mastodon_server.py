@@ -379,11 +379,24 @@ class FakeMastodon:
             if status is None:
                 return 404, {}, self.templates.not_found
             return 200, {}, self.history[status["id"]] if m.group(2) else status
+        if path == "/api/v2/search":
+            return self._search(params)
         if path == "/api/v1/instance":
             return 200, {}, self._instance(self.templates.instance_v1, "v1")
         if path == "/api/v2/instance":
             return 200, {}, self._instance(self.templates.instance_v2, "v2")
         return 404, {}, {"error": "Not Found"}
+
+    def _search(self, params: dict[str, str]) -> _Response:
+        """Full-text search of public statuses (an instance with Elasticsearch)."""
+        phrase = params.get("q", "").strip('"').casefold()
+        hits = [
+            s
+            for s in self.statuses
+            if s["visibility"] == "public" and phrase and phrase in s["content"].casefold()
+        ]
+        _, _, page = self._page(hits, params, "/api/v2/search")
+        return 200, {}, {"accounts": [], "statuses": page, "hashtags": []}
 
     def _instance(self, template: dict[str, Any], version: str) -> dict[str, Any]:
         document = copy.deepcopy(template)
