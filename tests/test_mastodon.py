@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from mastodon.errors import MastodonError
+from pydantic import ValidationError
 
 from tests.fakes.mastodon_server import DOMAIN, TOKEN, FakeMastodon, mastodon_server  # noqa: F401
 from watchers.base import (
@@ -22,6 +23,7 @@ from watchers.base import (
     WatcherConfigError,
 )
 from watchers.mastodon import MastodonSettings, MastodonWatcher
+from watchers.mastodon_entities import Viewer, addressed_to, observation
 
 PROTECTED = f"alex@{DOMAIN}"
 RESTRAINED = "johndoe@mastodon.social"
@@ -346,3 +348,24 @@ def test_search_finds_a_look_alike_naming_the_protected_person_without_tagging(
     assert request.params["type"] == ["statuses"]
     assert searching.poll(first.state).observations == []
     searching.close()
+
+
+def test_a_quote_of_the_protected_persons_post_addresses_them() -> None:
+    viewer = Viewer(account_id="7", domain=DOMAIN)
+    quoting = {
+        "id": "9",
+        "visibility": "public",
+        "account": {"id": "8", "acct": RESTRAINED},
+        "mentions": [],
+        "quote": {"state": "accepted", "quoted_status": {"id": "5", "account": {"id": "7"}}},
+    }
+    assert addressed_to(quoting, viewer, PROTECTED) == (PROTECTED,)
+    assert observation(quoting, viewer, PROTECTED, "mastodon").kind == "mention"
+
+
+@pytest.mark.parametrize("url", ["social.example", "ftp://social.example", "https://"])
+def test_instance_url_must_be_a_web_address(url: str) -> None:
+    with pytest.raises(ValidationError, match="instance_url must be like"):
+        MastodonSettings.model_validate(
+            {"type": "mastodon", "instance_url": url, "access_token": TOKEN}
+        )
