@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -458,72 +458,77 @@ def _media(media_id: str, kind: str, description: str | None) -> dict[str, Any]:
 _Response = tuple[int, dict[str, str], Any]
 
 
-def _handler_for(fake: FakeMastodon) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+class _Handler(BaseHTTPRequestHandler):
+    fake: ClassVar[FakeMastodon]
 
-        def _answer(self) -> None:
-            path = urlsplit(self.path).path.rstrip("/")
-            auth = self.headers.get("Authorization")
-            if self.command == "GET" and path == "/api/v1/streaming/user":
-                with fake._lock:
-                    fake.requests.append(Recorded("GET", path, {}, auth == f"Bearer {fake.token}"))
-                if auth != f"Bearer {fake.token}":
-                    self._send(401, {}, {"error": "The access token is invalid"})
-                    return
-                self._stream()
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        auth = self.headers.get("Authorization")
+        if self.command == "GET" and path == "/api/v1/streaming/user":
+            with self.fake._lock:
+                self.fake.requests.append(
+                    Recorded("GET", path, {}, auth == f"Bearer {self.fake.token}")
+                )
+            if auth != f"Bearer {self.fake.token}":
+                self._send(401, {}, {"error": "The access token is invalid"})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            status, headers, body = fake.handle(self.command, self.path, auth)
-            self._send(status, headers, body)
+            self._stream()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        status, headers, body = self.fake.handle(self.command, self.path, auth)
+        self._send(status, headers, body)
 
-        def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
-            data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
+    def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self) -> None:
+        client = self.fake._open_stream()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "private, no-store")
             self.end_headers()
-            self.wfile.write(data)
-
-        def _stream(self) -> None:
-            client = fake._open_stream()
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "private, no-store")
-                self.end_headers()
-                self.wfile.write(b":)\n")
-                self.wfile.flush()
-                while True:
-                    try:
-                        item = client.get(timeout=0.5)
-                    except queue.Empty:
-                        self.wfile.write(b":thump\n")
-                        self.wfile.flush()
-                        continue
-                    if item is None:
-                        return
-                    event, data = item
-                    self.wfile.write(f"event: {event}\ndata: {data}\n\n".encode())
+            self.wfile.write(b":)\n")
+            self.wfile.flush()
+            while True:
+                try:
+                    item = client.get(timeout=0.5)
+                except queue.Empty:
+                    self.wfile.write(b":thump\n")
                     self.wfile.flush()
-            except OSError:
-                return
-            finally:
-                fake._close_stream(client)
-                self.close_connection = True
+                    continue
+                if item is None:
+                    return
+                event, data = item
+                self.wfile.write(f"event: {event}\ndata: {data}\n\n".encode())
+                self.wfile.flush()
+        except OSError:
+            return
+        finally:
+            self.fake._close_stream(client)
+            self.close_connection = True
 
-        do_GET = _answer
-        do_POST = _answer
-        do_PUT = _answer
-        do_PATCH = _answer
-        do_DELETE = _answer
+    do_GET = _answer
+    do_POST = _answer
+    do_PUT = _answer
+    do_PATCH = _answer
+    do_DELETE = _answer
 
-    return Handler
+
+def _handler_for(fake: FakeMastodon) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"fake": fake})
 
 
 @pytest.fixture
