@@ -8,6 +8,7 @@ raises out of here, so one platform's trouble cannot stop the others.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from watchers.base import (
     Observation,
     RateLimitedError,
     Targets,
+    Wakeable,
     Watcher,
     WatcherError,
     WatcherSettings,
@@ -102,10 +104,16 @@ class Pipeline:
         self._cases = {case.id: case for case in settings.cases}
         self._watchers: dict[str, Watcher] = {}
         self._watcher_settings = {w.display_name: w for w in settings.watchers}
+        # Set by the long-running scheduler: asks for an early poll of the named watcher
+        # (a stream saw something new). Left unset, watchers simply poll (``--once``).
+        self.wakeup: Callable[[str], None] | None = None
 
     def watcher(self, name: str) -> Watcher:
         if name not in self._watchers:
-            self._watchers[name] = build_watcher(self.settings, self._watcher_settings[name])
+            watcher = build_watcher(self.settings, self._watcher_settings[name])
+            if self.wakeup is not None and isinstance(watcher, Wakeable):
+                watcher.set_wakeup(functools.partial(self.wakeup, name))
+            self._watchers[name] = watcher
         return self._watchers[name]
 
     def close(self) -> None:

@@ -7,7 +7,9 @@ SIGTERM / SIGINT stop the scheduler after the polls in flight have been stored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -19,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
@@ -69,6 +72,10 @@ class Service:
         self.hosts = hosts(self.settings.watchers)
         self.leases = Leases(self.sessions, self.instance, len(self.settings.watchers))
         self.started_at = clock()
+        # Watchers asked to poll again early, and those polling now (see ``_wake``).
+        self._woken: set[str] = set()
+        self._polling: set[str] = set()
+        self._wake_lock = threading.Lock()
 
     def _enable_watchers_again(self) -> None:
         """A watcher disabled for bad credentials gets one new try per start, so that
@@ -151,6 +158,7 @@ class Service:
             len(self.settings.watchers),
             len(self.settings.cases),
         )
+        self.pipeline.wakeup = functools.partial(self._wake, scheduler)
         scheduler.start()
         try:
             stop.wait()
@@ -160,12 +168,33 @@ class Service:
             self.leases.release(w.display_name for w in self.settings.watchers)
             log.info("nocontact stopped")
 
+    def _wake(self, scheduler: BackgroundScheduler, name: str) -> None:
+        """A watcher's stream saw something new: poll it now. A poll in flight is not
+        doubled (it could miss what came after it read): it polls again when done."""
+        with self._wake_lock:
+            self._woken.add(name)
+            if name in self._polling:
+                return
+        with contextlib.suppress(JobLookupError):
+            scheduler.modify_job(_job_id(name), next_run_time=self.clock())
+
     def _poll_job(self, scheduler: BackgroundScheduler, name: str, every: timedelta) -> None:
         if not self.leases.claim(name, every, self.clock()):
             log.debug("watcher %s: polled by another replica", name)
             return
-        with self.limiter.slot(self.hosts.get(name, name)):
-            outcome = self.pipeline.poll(name)
+        with self._wake_lock:
+            self._woken.discard(name)
+            self._polling.add(name)
+        try:
+            with self.limiter.slot(self.hosts.get(name, name)):
+                outcome = self.pipeline.poll(name)
+        finally:
+            with self._wake_lock:
+                self._polling.discard(name)
+                again = name in self._woken
+        if again and outcome.ok:
+            with contextlib.suppress(JobLookupError):
+                scheduler.modify_job(_job_id(name), next_run_time=self.clock())
         if outcome.ok:
             if outcome.new_evidence:
                 log.info(

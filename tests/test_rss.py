@@ -771,3 +771,50 @@ def test_feed_server_flags_methods_other_than_get() -> None:
     assert head.content == b""
     assert server.errors == ["POST /feed.xml: feed watchers only GET"]
     assert [r.method for r in server.requests] == ["POST", "HEAD"]
+
+
+# --- Mastodon's own feeds (https://instance/@name.rss) ------------------------------------
+# mastodon_user.rss follows Mastodon's RSS serializer (app/serializers/rss/account_serializer.rb,
+# FormattingHelper#rss_status_content_format): no item author, the content warning as a
+# paragraph before an <hr>, each attachment as <media:content> with <media:description>.
+
+
+def test_mastodon_image_post_keeps_its_text_and_appends_the_description(
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    feed_server.set_fixture("/@johndoe.rss", "mastodon_user.rss", RSS)
+    observations = by_id(poll_once(feed_server.url("/@johndoe.rss")).observations)
+    image = observations["https://mastodon.social/@johndoe/114000000000000001"]
+    assert image.text == (
+        "Saw Alex Smith at the farmers market\n\n[image: a photo of a market stall]"
+    )
+
+
+def test_mastodon_content_warning_and_text_are_both_kept(feed_server: FeedServer) -> None:  # noqa: F811
+    feed_server.set_fixture("/@johndoe.rss", "mastodon_user.rss", RSS)
+    observations = by_id(poll_once(feed_server.url("/@johndoe.rss")).observations)
+    warned = observations["https://mastodon.social/@johndoe/114000000000000002"]
+    assert warned.text == "about her\n\nAlex Smith lied in court"
+
+
+def test_mastodon_entries_without_author_are_the_feeds_account(
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    feed_server.set_fixture("/@johndoe.rss", "mastodon_user.rss", RSS)
+    observations = poll_once(feed_server.url("/@johndoe.rss")).observations
+    assert {(o.author_handle, o.author_display_name) for o in observations} == {
+        ("johndoe@mastodon.social", "John Doe")
+    }
+
+
+def test_posted_by_feed_without_any_author_is_named_by_its_title(
+    feed_server: FeedServer,  # noqa: F811
+) -> None:
+    body = fixture_bytes("mastodon_user.rss").replace(
+        b"<link>https://mastodon.social/@johndoe</link>", b"<link>https://blog.example/</link>"
+    )
+    feed_server.set("/feed.xml", body=body, headers={"Content-Type": RSS})
+    anonymous = poll_once(feed_server.url("/feed.xml")).observations
+    assert {(o.author_handle, o.author_display_name) for o in anonymous} == {(None, None)}
+    owned = poll_once(feed_server.url("/feed.xml"), posted_by="restrained").observations
+    assert {(o.author_handle, o.author_display_name) for o in owned} == {(None, "John Doe")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -25,6 +25,7 @@ ObservationKind = Literal[
     "email",
     "feed_entry",
     "account",
+    "boost",  # a share of someone else's post (a Mastodon boost): it spreads that post
 ]
 
 PartyRole = Literal["restrained", "associate"]
@@ -248,3 +249,13 @@ class Watcher(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Wakeable(Protocol):
+    """A watcher that learns of new items between polls (a stream, IMAP IDLE) and asks
+    for an early poll. The service hands it ``wake`` once; the watcher calls it from any
+    thread, and the next ``poll`` reads what is new as usual. A watcher that is never
+    given ``wake`` (``run --once``) just polls."""
+
+    def set_wakeup(self, wake: Callable[[], None]) -> None: ...

@@ -237,7 +237,12 @@ class RssWatcher:
         title = _entry_title(entry)
         content = _entry_text(entry)
         text = "\n\n".join(part for part in (title, content) if part)
-        handle, display = _author(entry) or _author(feed) or (None, None)
+        handle, display = (
+            _author(entry)
+            or _author(feed)
+            or _feed_account(feed, self._settings.posted_by)
+            or (None, None)
+        )
         return Observation(
             platform=self.platform,
             native_id=self._native_id(entry, title, content),
@@ -283,14 +288,45 @@ def _entry_title(entry: Any) -> str:
 
 
 def _entry_text(entry: Any) -> str:
-    """Full content when the feed has it, else the summary, as plain text."""
+    """Full content when the feed has it, else the summary, as plain text; media
+    descriptions are appended to the text, never in its place."""
     contents = entry.get("content") or []
+    media = entry.get("media_content") or []
+    summary = entry.get("summary_detail")
+    if media and summary and all(c.get("type") == "text/plain" for c in contents):
+        # feedparser files <media:description> (an image's alt text in Mastodon's feeds)
+        # under ``content``; then the summary is the post itself.
+        described = [_media_line(media, i, _detail_text(c)) for i, c in enumerate(contents)]
+        return "\n\n".join(t for t in (_detail_text(summary), *described) if t)
     if contents:
         return "\n\n".join(t for t in (_detail_text(c) for c in contents) if t)
     detail = entry.get("summary_detail")
     if detail:
         return _detail_text(detail)
     return html_to_text(str(entry.get("summary") or ""))
+
+
+def _media_line(media: list[Any], index: int, description: str) -> str:
+    kind = str(media[index].get("medium") or "media") if index < len(media) else "media"
+    return f"[{kind}: {description}]" if description else ""
+
+
+# A Mastodon-style profile address: https://mastodon.social/@johndoe
+_PROFILE_PATH = re.compile(r"^/@([A-Za-z0-9_.-]+)/?$")
+
+
+def _feed_account(feed: Any, posted_by: str | None) -> tuple[str | None, str | None] | None:
+    """Who writes a feed whose entries name no author (Mastodon's do not): its profile
+    link gives ``name@host``, its title the display name; with ``posted_by`` set, the
+    title alone names the party."""
+    title = tidy(str(feed.get("title") or "")) or None
+    link = urlsplit(str(feed.get("link") or ""))
+    match = _PROFILE_PATH.match(link.path)
+    if match and link.hostname:
+        return f"{match.group(1)}@{link.hostname}", title
+    if posted_by and title:
+        return None, title
+    return None
 
 
 def _author(item: Any) -> tuple[str, str | None] | None:
