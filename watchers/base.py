@@ -8,7 +8,7 @@ What it needs to know about the people involved arrives as plain ``Targets``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -78,6 +78,10 @@ class Observation:
     posted_by: PartyRole | None = None
     # How the item was captured, for the evidence report ("Reddit API via praw").
     capture_method: str = ""
+    # Facts checked at capture and kept beside the raw payload, JSON-serialisable (an
+    # e-mail's DKIM/ARC verdicts with the key records used, the server's INTERNALDATE).
+    # Not part of the content identity: a re-check that differs is not an edit.
+    provenance: Mapping[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not self.platform or not self.native_id:
@@ -191,3 +195,13 @@ class Watcher(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PushWatcher(Protocol):
+    """Optional, beside ``Watcher``: a watcher that can tell when new items wait (IMAP
+    IDLE). The running service calls ``set_wakeup`` once after a successful poll; the
+    watcher calls ``wakeup`` from any thread and the service polls it soon. Polling at
+    ``every`` goes on regardless (the fallback)."""
+
+    def set_wakeup(self, wakeup: Callable[[], None]) -> None: ...

@@ -1,0 +1,359 @@
+"""The IMAP watcher against a real Dovecot (tests/fakes/mailbox.py): read-only, provably;
+every kind of message; incremental state; DKIM provenance; IDLE."""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import threading
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tests.fakes.dovecot import JUNK
+from tests.fakes.mailbox import (
+    DKIM_DOMAIN,
+    MailServer,
+    dkim_record,
+    fixture,
+    mail_server,  # noqa: F401
+    sign,
+)
+from watchers.base import AuthError, Observation, PushWatcher, Targets, TransientError
+from watchers.imap import ImapSettings, ImapWatcher
+
+
+def settings(server: MailServer, **overrides: Any) -> ImapSettings:
+    values: dict[str, Any] = {
+        "type": "imap",
+        "name": "mailbox",
+        "host": "127.0.0.1",
+        "port": server.proxy.port,
+        "security": "none",
+        "username": server.user,
+        "password": server.password,
+        "dns_resolver": server.dns.address,
+        "dns_timeout": "2s",
+    }
+    values.update(overrides)
+    return ImapSettings.model_validate(values)
+
+
+def watcher(server: MailServer, **overrides: Any) -> ImapWatcher:
+    return ImapWatcher(settings(server, **overrides), Targets())
+
+
+def message(
+    *,
+    subject: str = "hello",
+    sender: str = "John Doe <john@example.com>",
+    to: str = "alex@example.org",
+    body: str = "we need to talk",
+    html: str | None = None,
+    message_id: str | None = "<m1@example.com>",
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = "Fri, 01 May 2026 10:00:00 +0000"
+    if message_id:
+        msg["Message-ID"] = message_id
+    if html is not None:
+        msg.set_content(html, subtype="html")
+    else:
+        msg.set_content(body)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def by_id(observations: list[Observation]) -> dict[str, Observation]:
+    return {obs.native_id: obs for obs in observations}
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_settings_need_one_credential_and_tls_off_localhost() -> None:
+    base = {"type": "imap", "host": "imap.example.org", "username": "alex@example.org"}
+    with pytest.raises(ValidationError, match="exactly one of password"):
+        ImapSettings.model_validate(base)
+    with pytest.raises(ValidationError, match="exactly one of password"):
+        ImapSettings.model_validate({**base, "password": "a", "oauth2_token": "b"})
+    with pytest.raises(ValidationError, match="allowed only for a server on localhost"):
+        ImapSettings.model_validate({**base, "password": "a", "security": "none"})
+    with pytest.raises(ValidationError, match=r'like "127\.0\.0\.1:5353"'):
+        ImapSettings.model_validate({**base, "password": "a", "dns_resolver": "dns.google"})
+    ok = ImapSettings.model_validate({**base, "oauth2_token": "t", "security": "starttls"})
+    assert (ok.server_port, ok.mailbox_address) == (143, "alex@example.org")
+    assert ok.secret_fields() == {"password", "oauth2_token"}
+    assert ImapSettings.model_validate({**base, "password": "a"}).server_port == 993
+
+
+# --- reading every kind of message, read-only ------------------------------------------
+
+
+def big_message() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Sam <sam@mail.test>"
+    msg["To"] = "alex@example.org"
+    msg["Subject"] = "photos"
+    msg["Message-ID"] = "<big@mail.test>"
+    msg.set_content("the pictures you asked for")
+    blob = hashlib.sha256(b"seed").digest() * (15 * 1024 * 1024 // 32)  # 15 MB → 20 MB base64
+    msg.add_attachment(blob, maintype="application", subtype="octet-stream", filename="a.bin")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def test_every_kind_of_message_in_inbox_and_junk_read_without_changing_flags(
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    html_only = message(
+        subject="=?utf-8?q?Gr=C3=BC=C3=9Fe?=",
+        html="<html><body><p>Hi <b>Alex</b></p><script>x()</script></body></html>",
+        message_id="<html@example.com>",
+    )
+    inbox = {
+        "plain": fixture("flanker/text-only.eml"),
+        "html": html_only,
+        "pdf": fixture("flanker/attached-pdf.eml"),  # no Message-ID
+        "big": big_message(),
+    }
+    junk = {
+        "koi8": fixture("mimekit/ukr.eml"),
+        "encoded": fixture("flanker/encoded-header.eml"),
+        "malformed": fixture("flanker/mailformed-headers.eml"),
+    }
+    for raw in inbox.values():
+        mail_server.append(raw)
+    for raw in junk.values():
+        mail_server.append(raw, JUNK)
+    mail_server.append(message(message_id="<read@example.com>"), flags="\\Seen \\Flagged")
+    before = (mail_server.flags(), mail_server.flags(JUNK))
+
+    result = watcher(mail_server).poll({})
+
+    assert (mail_server.flags(), mail_server.flags(JUNK)) == before
+    verbs = mail_server.proxy.verbs()
+    assert "EXAMINE" in verbs
+    assert "SELECT" not in verbs
+    assert any(c.startswith("UID FETCH") and "BODY.PEEK[]" in c for c in mail_server.proxy.commands)
+    found = by_id(result.observations)
+    assert len(found) == 8
+    assert result.state["folders"].keys() == {"INBOX", JUNK}
+
+    plain = found["CAEAsyCbSF1Bk7CBuu6zp3Qs8=j2iUkNi3dPkGe6z40q4dmaogQ@mail.gmail.com"]
+    assert plain.raw == inbox["plain"]  # the RFC 822 bytes exactly as fetched
+    assert (plain.platform, plain.kind, plain.raw_content_type) == (
+        "email",
+        "email",
+        "message/rfc822",
+    )
+    assert (plain.author_handle, plain.author_display_name) == ("bob@marley.com", "Bob Marley")
+    assert plain.addressed_to == ("alex@example.org", "hello@there.com")
+    assert plain.text.startswith("Testing message parsing\n\nHello,")
+    assert plain.posted_at == datetime(2011, 12, 29, 10, 6, 53, tzinfo=UTC)
+    assert plain.provenance is not None
+    imap = plain.provenance["imap"]
+    assert (imap["folder"], imap["uid"]) == ("INBOX", 1)
+    assert imap["internaldate"]
+    assert imap["uidvalidity"] == result.state["folders"]["INBOX"]["uidvalidity"]
+
+    html = found["html@example.com"]
+    assert html.text == "Grüße\n\nHi Alex"
+
+    pdf = found["sha256:" + hashlib.sha256(inbox["pdf"]).hexdigest()]
+    assert pdf.provenance is not None
+    [attachment] = pdf.provenance["attachments"]
+    assert (attachment["filename"], attachment["content_type"]) == ("test.pdf", "application/pdf")
+    assert attachment["size"] == 6940
+    assert len(attachment["sha256"]) == 64
+
+    big = found["big@mail.test"]
+    assert big.raw == inbox["big"]
+    assert len(big.raw) > 20_000_000
+    assert big.provenance is not None
+    assert big.provenance["attachments"][0]["size"] == 15 * 1024 * 1024 // 32 * 32
+
+    koi8 = next(o for o in found.values() if o.native_id.startswith("AM0PR0702MB3522"))
+    assert "шостий" in koi8.text
+    assert koi8.provenance is not None
+    assert koi8.provenance["imap"]["folder"] == JUNK
+    encoded = found["1234567890-1234-4567@example.com"]
+    assert encoded.author_display_name == "Foo, Bar"
+    malformed = next(o for o in found.values() if o.author_handle == "headers@gmail.com")
+    assert malformed.raw == junk["malformed"]
+    assert malformed.provenance is not None
+    assert malformed.provenance["defects"]
+
+
+def test_state_is_incremental_per_folder(mail_server: MailServer) -> None:  # noqa: F811
+    mail_server.append(message(message_id="<one@example.com>"))
+    mail_server.append(message(message_id="<two@example.com>"), JUNK)
+    first = watcher(mail_server).poll({})
+    assert set(by_id(first.observations)) == {"one@example.com", "two@example.com"}
+    assert watcher(mail_server).poll(first.state).observations == []
+    mail_server.append(message(message_id="<three@example.com>"), JUNK)
+    third = watcher(mail_server).poll(first.state)
+    assert set(by_id(third.observations)) == {"three@example.com"}
+    assert third.state["folders"][JUNK]["last_uid"] == 2
+    assert third.state["folders"]["INBOX"] == first.state["folders"]["INBOX"]
+
+
+def test_backlog_limits_the_first_read(mail_server: MailServer) -> None:  # noqa: F811
+    for n in range(5):
+        mail_server.append(message(message_id=f"<n{n}@example.com>"))
+    result = watcher(mail_server, backlog=2, folders=["INBOX"]).poll({})
+    assert set(by_id(result.observations)) == {"n3@example.com", "n4@example.com"}
+    assert result.state["folders"]["INBOX"]["last_uid"] == 5
+
+
+def test_uidvalidity_change_rereads_the_same_items(mail_server: MailServer) -> None:  # noqa: F811
+    raws = [message(message_id="<a@example.com>"), message(message_id=None, subject="no id")]
+    for raw in raws:
+        mail_server.append(raw, JUNK)
+    first = watcher(mail_server).poll({})
+    mail_server.recreate(JUNK, raws)
+    again = watcher(mail_server).poll(first.state)
+    assert (
+        again.state["folders"][JUNK]["uidvalidity"] != first.state["folders"][JUNK]["uidvalidity"]
+    )
+    # Same native ids and content: the store keeps one piece of evidence for each.
+    assert [(o.native_id, o.text, o.raw) for o in again.observations] == [
+        (o.native_id, o.text, o.raw) for o in first.observations
+    ]
+
+
+def test_wrong_password_is_an_auth_error_without_the_password(
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    with pytest.raises(AuthError) as raised:
+        watcher(mail_server, password="wrong-s3cr3t").poll({})
+    assert "rejected" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_server_down_is_transient(mail_server: MailServer) -> None:  # noqa: F811
+    from tests.fakes.dovecot import free_port
+
+    with pytest.raises(TransientError, match=r"IMAP server 127\.0\.0\.1"):
+        watcher(mail_server, port=free_port()).poll({})
+
+
+def test_missing_folder_is_a_note_not_a_failure(mail_server: MailServer) -> None:  # noqa: F811
+    mail_server.append(message())
+    result = watcher(mail_server, folders=["INBOX", "Nope"]).poll({})
+    assert len(result.observations) == 1
+    assert any("'Nope'" in note for note in result.status_notes)
+
+
+# --- DKIM provenance -------------------------------------------------------------------
+
+
+def test_dkim_pass_fail_no_key_and_dns_failure(mail_server: MailServer) -> None:  # noqa: F811
+    good = sign(message(message_id="<pass@example.com>", body="signed"))
+    changed = sign(message(message_id="<fail@example.com>", body="signed")).replace(
+        b"signed", b"SIGNED"
+    )
+    no_key = sign(message(message_id="<nokey@example.com>"), selector="gone")
+    broken = sign(message(message_id="<dns@example.com>"), selector="broken")
+    mail_server.dns.servfail.add(f"broken._domainkey.{DKIM_DOMAIN}")
+    for raw in (good, changed, no_key, broken):
+        mail_server.append(raw)
+    mail_server.append(message(message_id="<unsigned@example.com>"))
+
+    found = by_id(watcher(mail_server, folders=["INBOX"]).poll({}).observations)
+
+    def verdict(native_id: str) -> dict[str, Any]:
+        record = found[native_id].provenance
+        assert record is not None
+        [entry] = record["dkim"]
+        assert (entry["domain"], entry["selector"]) in {
+            (DKIM_DOMAIN, s) for s in ("test", "gone", "broken")
+        }
+        result: dict[str, Any] = entry
+        return result
+
+    assert verdict("pass@example.com")["result"] == "pass"
+    assert verdict("pass@example.com")["key_record"] == dkim_record()
+    assert verdict("fail@example.com")["result"] == "fail"
+    assert verdict("fail@example.com")["key_record"] == dkim_record()
+    assert verdict("nokey@example.com")["result"] == "no key"
+    assert verdict("nokey@example.com")["key_record"] is None
+    assert verdict("dns@example.com")["result"] == "unverified (DNS)"
+    assert "DKIM: pass, d=example.com" in found["pass@example.com"].capture_method
+    unsigned = found["unsigned@example.com"].provenance
+    assert unsigned is not None
+    assert unsigned["dkim"] == []
+    assert "test._domainkey.example.com" in mail_server.dns.queries
+
+
+def test_unreachable_resolver_is_unverified_not_a_poll_failure(
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    from tests.fakes.dovecot import free_port
+
+    mail_server.append(sign(message()))
+    result = watcher(mail_server, dns_resolver=f"127.0.0.1:{free_port()}", dns_timeout="0.5s").poll(
+        {}
+    )
+    [obs] = result.observations
+    assert obs.provenance is not None
+    assert obs.provenance["dkim"][0]["result"] == "unverified (DNS)"
+
+
+def test_authentication_results_kept_as_received(mail_server: MailServer) -> None:  # noqa: F811
+    header = b"Authentication-Results: mx.example.org;\r\n dkim=pass header.d=example.com\r\n"
+    mail_server.append(header + message())
+    [obs] = watcher(mail_server, folders=["INBOX"]).poll({}).observations
+    assert obs.provenance is not None
+    assert obs.provenance["authentication_results"] == [
+        "mx.example.org; dkim=pass header.d=example.com"
+    ]
+
+
+# --- IDLE ------------------------------------------------------------------------------
+
+
+def test_idle_wakes_the_service_when_mail_arrives_and_after_a_reconnect(
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    arrived = threading.Event()
+    imap = watcher(mail_server, idle=True, folders=["INBOX"])
+    assert isinstance(imap, PushWatcher)
+    try:
+        imap.set_wakeup(arrived.set)
+        _wait_for_idle(mail_server)
+        mail_server.append(message(message_id="<pushed@example.com>"))
+        assert arrived.wait(5), "IDLE did not report the new message within 5 s"
+        arrived.clear()
+        mail_server.proxy.drop_connections()
+        # A lost connection wakes the service too (mail may have come meanwhile) ...
+        assert arrived.wait(5)
+        arrived.clear()
+        _wait_for_idle(mail_server, 2)
+        mail_server.append(message(message_id="<after@example.com>"))
+        # ... and IDLE resumes on a new connection.
+        assert arrived.wait(5)
+    finally:
+        imap.close()
+
+
+def test_without_idle_no_thread_is_started(mail_server: MailServer) -> None:  # noqa: F811
+    imap = watcher(mail_server)
+    imap.set_wakeup(lambda: None)
+    imap.close()
+    assert "IDLE" not in mail_server.proxy.verbs()
+
+
+def _wait_for_idle(server: MailServer, count: int = 1) -> None:
+    """Until the proxy has seen ``count`` IDLE commands (each on its own connection)."""
+    pause = threading.Event()
+    for _ in range(200):
+        if server.proxy.verbs().count("IDLE") >= count:
+            return
+        pause.wait(0.05)
+    raise AssertionError(f"the watcher never entered IDLE: {server.proxy.commands}")
