@@ -30,6 +30,7 @@ from service.health import beat
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
 from service.store import Store
+from watchers.base import PushWatcher, WatcherError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Service:
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = clock()
+        self._pushing: set[str] = set()
 
     def _enable_watchers_again(self) -> None:
         """A watcher disabled for bad credentials gets one new try per start, so that
@@ -146,6 +148,7 @@ class Service:
     def _poll_job(self, scheduler: BackgroundScheduler, name: str) -> None:
         outcome = self.pipeline.poll(name)
         if outcome.ok:
+            self._wire_push(scheduler, name)
             if outcome.new_evidence:
                 log.info(
                     "watcher %s: %d new evidence item(s), %d new violation(s)",
@@ -158,6 +161,27 @@ class Service:
             scheduler.modify_job(_job_id(name), next_run_time=self.clock() + outcome.retry_after)
         if outcome.disabled:
             scheduler.pause_job(_job_id(name))
+
+    def _wire_push(self, scheduler: BackgroundScheduler, name: str) -> None:
+        """After a watcher's first good poll: if it can push (IMAP IDLE), let it wake
+        its job, so new items are polled at once rather than at the next ``every``."""
+        if name in self._pushing:
+            return
+        self._pushing.add(name)
+        watcher = self.pipeline.watcher(name)
+        if not isinstance(watcher, PushWatcher):
+            return
+
+        def poll_soon() -> None:
+            job = scheduler.get_job(_job_id(name))
+            # A paused job is a disabled watcher: a wakeup must not resume it.
+            if job is not None and job.next_run_time is not None:
+                scheduler.modify_job(_job_id(name), next_run_time=self.clock())
+
+        try:
+            watcher.set_wakeup(poll_soon)
+        except WatcherError as exc:
+            log.warning("watcher %s: push unavailable, polling only: %s", name, exc)
 
     def _deliver_job(self) -> None:
         report = self.dispatcher.deliver_due(self.clock())
