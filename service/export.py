@@ -4,6 +4,7 @@ Layout of the packet (see docs/evidence.md)::
 
     report.html  report.pdf  evidence.json  evidence.csv
     raw/<seq>-<platform>-<native id>.<ext>     each raw payload, byte-exact
+    raw/<seq>-….provenance.json                what was checked at capture (e-mail DKIM)
     MANIFEST.sha256                            ``sha256sum -c`` over every other file
 
 Violations are read a page at a time and written to every output as they come (the
@@ -39,6 +40,7 @@ from service.report import (
     PdfReport,
     Summary,
     ViolationEntry,
+    provenance_file_name,
 )
 from service.settings import CaseSettings
 
@@ -250,6 +252,7 @@ _EVIDENCE_COLUMNS = (
     Evidence.raw_sha256,
     Evidence.sha256,
     Evidence.chain_sha256,
+    Evidence.provenance,
 )
 
 
@@ -278,6 +281,7 @@ def _evidence_item(row: Any) -> EvidenceItem:
         chain_sha256=row.chain_sha256,
         reason=row.link_reason,
         raw_file=raw_file_name(row.seq, row.platform, row.native_id, row.raw_content_type),
+        provenance=row.provenance,
     )
 
 
@@ -402,6 +406,8 @@ def _json_evidence(item: EvidenceItem) -> dict[str, Any]:
         "capture_method": item.capture_method,
         "watcher": item.watcher,
         "reason": item.reason,
+        # Checked at capture (an e-mail's DKIM verdicts and the key records used).
+        "provenance": item.provenance,
     }
 
 
@@ -527,6 +533,12 @@ class _RawWriter:
             with _open_private(self.out_dir / item.raw_file) as handle:
                 handle.write(item.raw)
             self.written.append(item.raw_file)
+            if item.provenance:
+                # An e-mail's DKIM record beside its .eml: re-checkable with the key used.
+                name = provenance_file_name(item.raw_file)
+                with _open_private(self.out_dir / name) as handle:
+                    handle.write(json.dumps(item.provenance, indent=2).encode("utf-8") + b"\n")
+                self.written.append(name)
 
 
 # --------------------------------------------------------------------------- export

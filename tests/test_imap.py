@@ -24,6 +24,7 @@ from tests.fakes.mailbox import (
 )
 from watchers.base import AuthError, Observation, PushWatcher, Targets, TransientError
 from watchers.imap import ImapSettings, ImapWatcher
+from watchers.mail.provenance import summary
 
 
 def settings(server: MailServer, **overrides: Any) -> ImapSettings:
@@ -284,7 +285,9 @@ def test_dkim_pass_fail_no_key_and_dns_failure(mail_server: MailServer) -> None:
     assert verdict("nokey@example.com")["result"] == "no key"
     assert verdict("nokey@example.com")["key_record"] is None
     assert verdict("dns@example.com")["result"] == "unverified (DNS)"
-    assert "DKIM: pass, d=example.com" in found["pass@example.com"].capture_method
+    record = found["pass@example.com"].provenance
+    assert record is not None
+    assert summary(record) == "DKIM: pass, d=example.com"
     unsigned = found["unsigned@example.com"].provenance
     assert unsigned is not None
     assert unsigned["dkim"] == []

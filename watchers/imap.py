@@ -339,7 +339,7 @@ class ImapWatcher:
             posted_at=mail.date,
             raw_content_type="message/rfc822",
             capture_method=f"IMAP BODY.PEEK[] via IMAPClient from {self.settings.host}, "
-            f"folder {folder}; {provenance.summary(checked)}",
+            f"folder {folder}",
             provenance=record,
         )
 

@@ -10,6 +10,7 @@ DNS outage cannot stop the capture of evidence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import dkim
@@ -172,7 +173,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def summary(provenance: dict[str, Any]) -> str:
+def summary(provenance: Mapping[str, Any]) -> str:
     """One line for the report: ``DKIM: pass, d=example.com`` (each signature)."""
     entries = provenance.get("dkim") or []
     if not entries:
