@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import email.policy
 import hashlib
+import imaplib
+import ssl
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
+from tests.fakes import dovecot
 from tests.fakes.dovecot import JUNK
 from tests.fakes.mailbox import (
     DKIM_DOMAIN,
@@ -22,7 +28,14 @@ from tests.fakes.mailbox import (
     mail_server,  # noqa: F401
     sign,
 )
-from watchers.base import AuthError, Observation, PushWatcher, Targets, TransientError
+from watchers.base import (
+    AuthError,
+    Observation,
+    PushWatcher,
+    Targets,
+    TransientError,
+    WatcherConfigError,
+)
 from watchers.imap import ImapSettings, ImapWatcher
 from watchers.mail.provenance import summary
 
@@ -360,3 +373,53 @@ def _wait_for_idle(server: MailServer, count: int = 1) -> None:
             return
         pause.wait(0.05)
     raise AssertionError(f"the watcher never entered IDLE: {server.proxy.commands}")
+
+
+# --- TLS: a self-hosted server with a private CA -----------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[dovecot.Dovecot, Path]]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+    server = dovecot.start(tmp_path / "tls-dovecot", (chain, cert.private_key_pem.bytes()))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        yield server, ca_file
+    finally:
+        server.stop()
+
+
+def tls_settings(server: dovecot.Dovecot, **values: Any) -> ImapSettings:
+    return ImapSettings.model_validate(
+        {
+            "type": "imap",
+            "host": "127.0.0.1",
+            "username": server.user,
+            "password": server.password,
+            "folders": ["INBOX"],
+            "dns_resolver": "127.0.0.1:9",
+            "dns_timeout": "0.5s",
+            **values,
+        }
+    )
+
+
+def test_tls_and_starttls_with_a_private_ca(tls_server: tuple[dovecot.Dovecot, Path]) -> None:
+    server, ca_file = tls_server
+    harness = imaplib.IMAP4("127.0.0.1", server.port)
+    harness.starttls(ssl.create_default_context(cafile=str(ca_file)))
+    harness.login(server.user, server.password)
+    harness.append("INBOX", None, None, message())
+    harness.logout()
+    for security, port in (("tls", server.tls_port), ("starttls", server.port)):
+        imap = ImapWatcher(
+            tls_settings(server, security=security, port=port, ca_file=str(ca_file)), Targets()
+        )
+        [obs] = imap.poll({}).observations
+        assert obs.native_id == "m1@example.com"
+    untrusted = ImapWatcher(tls_settings(server, port=server.tls_port), Targets())
+    with pytest.raises(WatcherConfigError, match="not trusted"):
+        untrusted.poll({})

@@ -39,6 +39,7 @@ class Dovecot:
     port: int
     process: subprocess.Popen[bytes]
     home: Path
+    tls_port: int | None = None  # implicit TLS (imaps), when started with a certificate
     user: str = USER
     password: str = PASSWORD
 
@@ -79,7 +80,29 @@ def _has_user(name: str) -> bool:
     return True
 
 
-def _config(root: Path, home: Path, port: int) -> str:
+def _tls_config(root: Path, tls_port: int | None) -> str:
+    if tls_port is None:
+        return """ssl = no
+service imap-login {
+  inet_listener imaps {
+    port = 0
+  }
+}
+"""
+    return f"""ssl = yes
+ssl_cert = <{root}/server.pem
+ssl_key = <{root}/server.key
+service imap-login {{
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+"""
+
+
+def _config(root: Path, home: Path, port: int, tls_port: int | None) -> str:
     login, internal, uid, gid = _accounts()
     group = grp.getgrgid(os.getgid()).gr_name if os.geteuid() != 0 else "root"
     return f"""
@@ -88,8 +111,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{_tls_config(root, tls_port)}disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = {login}
 default_internal_user = {internal}
@@ -120,9 +142,6 @@ service imap-login {{
     address = 127.0.0.1
     port = {port}
   }}
-  inet_listener imaps {{
-    port = 0
-  }}
 }}
 service anvil {{
   chroot =
@@ -139,9 +158,15 @@ service auth-worker {{
 """
 
 
-def start(root: Path) -> Dovecot:
-    """Start Dovecot under ``root`` and wait until it greets on its port."""
+def start(root: Path, certificate: tuple[bytes, bytes] | None = None) -> Dovecot:
+    """Start Dovecot under ``root`` and wait until it greets on its port. With a
+    ``certificate`` (PEM chain, PEM key) it also offers STARTTLS and implicit TLS."""
     port = free_port()
+    tls_port = free_port() if certificate else None
+    if certificate:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "server.pem").write_bytes(certificate[0])
+        (root / "server.key").write_bytes(certificate[1])
     for sub in ("run", "state"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     home = root / "home"
@@ -157,11 +182,11 @@ def start(root: Path) -> Dovecot:
         (home / USER).mkdir(parents=True, exist_ok=True)
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, home, port))
+    conf.write_text(_config(root, home, port, tls_port))
     process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    server = Dovecot(root, port, process, home)
+    server = Dovecot(root, port, process, home, tls_port)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
