@@ -14,8 +14,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 import trustme
+from imapclient import IMAPClient
 from pydantic import ValidationError
 
 from tests.fakes import dovecot
@@ -23,11 +25,13 @@ from tests.fakes.dovecot import JUNK
 from tests.fakes.mailbox import (
     DKIM_DOMAIN,
     MailServer,
+    dkim_key,
     dkim_record,
     fixture,
     mail_server,  # noqa: F401
     sign,
 )
+from tests.fakes.oauth_introspection import TOKEN
 from watchers.base import (
     AuthError,
     Observation,
@@ -423,3 +427,52 @@ def test_tls_and_starttls_with_a_private_ca(tls_server: tuple[dovecot.Dovecot, P
     untrusted = ImapWatcher(tls_settings(server, port=server.tls_port), Targets())
     with pytest.raises(WatcherConfigError, match="not trusted"):
         untrusted.poll({})
+
+
+def test_arc_chain_verdict_is_recorded(mail_server: MailServer) -> None:  # noqa: F811
+    # A mailing list (lists.example.com) forwarded the message and sealed the chain.
+    raw = b"Authentication-Results: lists.example.com; dkim=none\r\n" + message()
+    seal = dkim.arc_sign(raw, b"test", DKIM_DOMAIN.encode(), dkim_key(), b"lists.example.com")
+    mail_server.append(b"".join(seal) + raw)
+    [obs] = watcher(mail_server, folders=["INBOX"]).poll({}).observations
+    assert obs.provenance is not None
+    arc = obs.provenance["arc"]
+    assert arc["result"] == "pass"
+    assert arc["instances"][0]["domain"] == DKIM_DOMAIN
+    assert arc["key_records"] == {"test._domainkey.example.com": dkim_record()}
+
+
+# --- the test bench fails a test that changes the mailbox --------------------------------
+
+
+def test_the_proxy_catches_mailbox_changing_commands(mail_server: MailServer) -> None:  # noqa: F811
+    mail_server.append(message())
+    client = IMAPClient("127.0.0.1", port=mail_server.proxy.port, ssl=False)
+    client.login(mail_server.user, mail_server.password)
+    client.select_folder("INBOX")
+    client.fetch([1], ["BODY[]"])
+    client.add_flags([1], [b"\\Flagged"])
+    client.logout()
+    caught = list(mail_server.proxy.violations)
+    mail_server.proxy.violations.clear()  # this test made them on purpose
+    assert [line.split(" ", 2)[1:] for line in caught] == [
+        ["SELECT", '"INBOX"'],
+        ["UID", "FETCH 1 (BODY[])"],
+        ["UID", "STORE 1 +FLAGS (\\Flagged)"],
+    ]
+    assert "\\Seen" in mail_server.flags()[1]  # what a careless reader would have done
+
+
+def test_oauth2_token_goes_through_xoauth2_and_a_rejection_is_an_auth_error(
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    mail_server.append(message())
+    good = watcher(mail_server, password=None, oauth2_token=TOKEN, folders=["INBOX"])
+    assert len(good.poll({}).observations) == 1
+    assert "AUTHENTICATE" in mail_server.proxy.verbs()
+    assert "LOGIN" not in mail_server.proxy.verbs()
+    imap = watcher(mail_server, password=None, oauth2_token="expired-s3cr3t-token")
+    with pytest.raises(AuthError, match="rejected") as raised:
+        imap.poll({})
+    assert "s3cr3t" not in str(raised.value)
+    assert mail_server.proxy.verbs()[-1] == "AUTHENTICATE"

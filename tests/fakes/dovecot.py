@@ -102,7 +102,30 @@ service imap-login {{
 """
 
 
-def _config(root: Path, home: Path, port: int, tls_port: int | None) -> str:
+def _oauth2_config(root: Path, introspection_url: str | None) -> str:
+    """XOAUTH2 logins checked against a token introspection endpoint; the passwd-file
+    passdb comes first and passes a token it cannot verify on to this one."""
+    if introspection_url is None:
+        return ""
+    (root / "oauth2.conf.ext").write_text(
+        "introspection_mode = post\n"
+        f"introspection_url = {introspection_url}\n"
+        "username_attribute = username\n"
+        "active_attribute = active\n"
+        "active_value = true\n"
+    )
+    return f"""auth_mechanisms = plain login xoauth2 oauthbearer
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
+"""
+
+
+def _config(
+    root: Path, home: Path, port: int, tls_port: int | None, introspection_url: str | None
+) -> str:
     login, internal, uid, gid = _accounts()
     group = grp.getgrgid(os.getgid()).gr_name if os.geteuid() != 0 else "root"
     return f"""
@@ -155,16 +178,21 @@ service auth {{
 service auth-worker {{
   user = {"$default_internal_user" if os.geteuid() != 0 else "root"}
 }}
-"""
+{_oauth2_config(root, introspection_url)}"""
 
 
-def start(root: Path, certificate: tuple[bytes, bytes] | None = None) -> Dovecot:
+def start(
+    root: Path,
+    certificate: tuple[bytes, bytes] | None = None,
+    introspection_url: str | None = None,
+) -> Dovecot:
     """Start Dovecot under ``root`` and wait until it greets on its port. With a
-    ``certificate`` (PEM chain, PEM key) it also offers STARTTLS and implicit TLS."""
+    ``certificate`` (PEM chain, PEM key) it also offers STARTTLS and implicit TLS; with
+    an ``introspection_url`` it accepts XOAUTH2 tokens that endpoint says are active."""
     port = free_port()
     tls_port = free_port() if certificate else None
+    root.mkdir(parents=True, exist_ok=True)
     if certificate:
-        root.mkdir(parents=True, exist_ok=True)
         (root / "server.pem").write_bytes(certificate[0])
         (root / "server.key").write_bytes(certificate[1])
     for sub in ("run", "state"):
@@ -182,7 +210,7 @@ def start(root: Path, certificate: tuple[bytes, bytes] | None = None) -> Dovecot
         (home / USER).mkdir(parents=True, exist_ok=True)
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, home, port, tls_port))
+    conf.write_text(_config(root, home, port, tls_port, introspection_url))
     process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -22,6 +22,7 @@ from imapclient.imap_utf7 import encode as utf7
 from tests.fakes import dovecot
 from tests.fakes.dns_server import KeyServer
 from tests.fakes.imap_proxy import ImapProxy
+from tests.fakes.oauth_introspection import IntrospectionServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
 DKIM_DOMAIN = "example.com"
@@ -147,7 +148,8 @@ def _mailbox(folder: str) -> str:
 
 @pytest.fixture
 def mail_server(tmp_path: Path) -> Iterator[MailServer]:
-    server = dovecot.start(tmp_path / "dovecot")
+    tokens = IntrospectionServer(dovecot.USER)
+    server = dovecot.start(tmp_path / "dovecot", introspection_url=tokens.url)
     proxy = ImapProxy(server.port)
     dns = KeyServer().start()
     dns.records[f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}"] = dkim_record()
@@ -157,4 +159,5 @@ def mail_server(tmp_path: Path) -> Iterator[MailServer]:
         proxy.stop()
         dns.stop()
         server.stop()
+        tokens.stop()
     assert proxy.violations == [], f"nocontact sent mailbox-changing commands: {proxy.violations}"
