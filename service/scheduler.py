@@ -181,7 +181,8 @@ class Service:
         try:
             watcher.set_wakeup(poll_soon)
         except WatcherError as exc:
-            log.warning("watcher %s: push unavailable, polling only: %s", name, exc)
+            self._pushing.discard(name)  # tried again after the next good poll
+            log.warning("watcher %s: push unavailable for now, polling: %s", name, exc)
 
     def _deliver_job(self) -> None:
         report = self.dispatcher.deliver_due(self.clock())

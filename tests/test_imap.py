@@ -32,6 +32,7 @@ from tests.fakes.mailbox import (
     sign,
 )
 from tests.fakes.oauth_introspection import TOKEN
+from watchers import imap as imap_module
 from watchers.base import (
     AuthError,
     Observation,
@@ -476,3 +477,31 @@ def test_oauth2_token_goes_through_xoauth2_and_a_rejection_is_an_auth_error(
         imap.poll({})
     assert "s3cr3t" not in str(raised.value)
     assert mail_server.proxy.verbs()[-1] == "AUTHENTICATE"
+
+
+def test_a_poll_reads_a_bounded_number_of_bytes_and_continues_next_time(
+    mail_server: MailServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Limits scaled down from 32 MB per FETCH and 256 MB per poll to one message each.
+    monkeypatch.setattr(imap_module, "FETCH_BYTES", 100)
+    monkeypatch.setattr(imap_module, "POLL_BYTES", 100)
+    for n in range(3):
+        mail_server.append(message(message_id=f"<part{n}@example.com>"))
+    imap = watcher(mail_server, folders=["INBOX"])
+    state: dict[str, Any] = {}
+    seen: list[str] = []
+    notes: list[list[str]] = []
+    for _ in range(3):
+        result = imap.poll(state)
+        state = result.state
+        seen += [obs.native_id for obs in result.observations]
+        notes.append(result.status_notes)
+    assert seen == ["part0@example.com", "part1@example.com", "part2@example.com"]
+    assert notes == [
+        ["INBOX: 2 message(s) left for the next poll"],
+        ["INBOX: 1 message(s) left for the next poll"],
+        [],
+    ]
+    fetches = [c for c in mail_server.proxy.commands if "BODY.PEEK[]" in c]
+    assert fetches == [f"UID FETCH {n} (BODY.PEEK[] INTERNALDATE RFC822.SIZE)" for n in (1, 2, 3)]

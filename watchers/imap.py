@@ -49,8 +49,12 @@ log = logging.getLogger(__name__)
 # tens of MB per line) must never reach the service's logs, even with --debug.
 logging.getLogger("imapclient").setLevel(logging.WARNING)
 
-# Messages fetched per FETCH command: bounds memory with 20 MB messages in a folder.
-FETCH_BATCH = 10
+# One FETCH asks for at most this many messages or bytes (by RFC822.SIZE; a bigger
+# message goes alone), and one poll reads at most POLL_BYTES per folder: the rest waits
+# for the next poll, so a folder of 20 MB attachments cannot exhaust memory.
+FETCH_MESSAGES = 50
+FETCH_BYTES = 32 * 1024 * 1024
+POLL_BYTES = 256 * 1024 * 1024
 MAX_BACKLOG = 5000
 _DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 
@@ -166,7 +170,7 @@ class ImapWatcher:
         with self._session() as client:
             for folder in self._folders(client, notes):
                 try:
-                    found, cursor = self._read_folder(client, folder, old.get(folder))
+                    found, cursor, left = self._read_folder(client, folder, old.get(folder))
                 except _FolderUnavailable as exc:
                     notes.append(str(exc))
                     if folder in old:
@@ -174,6 +178,8 @@ class ImapWatcher:
                     continue
                 observations.extend(found)
                 new_state[folder] = cursor
+                if left:
+                    notes.append(f"{folder}: {left} message(s) left for the next poll")
         return PollResult(observations, {"folders": new_state}, notes)
 
     def lookup_account(self, handle: str) -> AccountInfo | None:
@@ -272,7 +278,8 @@ class ImapWatcher:
 
     def _read_folder(
         self, client: IMAPClient, folder: str, saved: object
-    ) -> tuple[list[Observation], dict[str, int]]:
+    ) -> tuple[list[Observation], dict[str, int], int]:
+        """New messages of one folder, its new cursor, and how many are left unread."""
         try:
             # readonly=True is EXAMINE: the server changes no flag for this session.
             info = client.select_folder(folder, readonly=True)
@@ -287,16 +294,31 @@ class ImapWatcher:
             if cursor:
                 log.info("%s: %s has a new UIDVALIDITY; re-reading it", self.name, folder)
             uids = sorted(client.search("ALL"))[-self.settings.backlog :]
+        uids = sorted(uids)
+        observations, read_up_to = self._fetch(client, folder, validity, uids)
+        newest = max(last, read_up_to)
+        left = sum(1 for uid in uids if uid > newest)
+        return observations, {"uidvalidity": validity, "last_uid": newest}, left
+
+    def _fetch(
+        self, client: IMAPClient, folder: str, validity: int, uids: list[int]
+    ) -> tuple[list[Observation], int]:
+        """Observations of ``uids`` in batches, up to POLL_BYTES; the last UID read."""
+        sizes = client.fetch(uids, ["RFC822.SIZE"]) if uids else {}
         observations: list[Observation] = []
-        for start in range(0, len(uids), FETCH_BATCH):
-            batch = uids[start : start + FETCH_BATCH]
+        read_up_to = total = 0
+        for batch in _batches(uids, {uid: _size(sizes.get(uid)) for uid in uids}):
+            batch_bytes = sum(_size(sizes.get(uid)) for uid in batch)
+            if observations and total + batch_bytes > POLL_BYTES:
+                break
             fetched = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE", "RFC822.SIZE"])
             for uid in batch:
                 data = fetched.get(uid)
                 if data is not None and b"BODY[]" in data:
                     observations.append(self._observe(folder, validity, uid, data))
-        newest = max([last, *uids])
-        return observations, {"uidvalidity": validity, "last_uid": newest}
+            total += batch_bytes
+            read_up_to = batch[-1]
+        return observations, read_up_to
 
     # -- observations ---------------------------------------------------------------
 
@@ -304,11 +326,11 @@ class ImapWatcher:
         self, folder: str, validity: int, uid: int, data: Mapping[bytes, Any]
     ) -> Observation:
         raw = bytes(data[b"BODY[]"])
-        mail = parse.parse(raw)
+        mail = parse.parse_or_note(raw)
         lookup = provenance.KeyLookup(
             self.settings.dns_resolver, self.settings.dns_timeout.total_seconds()
         )
-        checked = provenance.verify(raw, lookup)
+        checked = provenance.verify_or_note(raw, lookup)
         internal = data.get(b"INTERNALDATE")
         owner = self.settings.mailbox_address
         recipients = tuple(dict.fromkeys([*([owner] if owner else []), *mail.recipients]))
@@ -342,6 +364,24 @@ class ImapWatcher:
             f"folder {folder}",
             provenance=record,
         )
+
+
+def _size(data: object) -> int:
+    size = data.get(b"RFC822.SIZE") if isinstance(data, Mapping) else None
+    return size if isinstance(size, int) else 0
+
+
+def _batches(uids: list[int], sizes: Mapping[int, int]) -> Iterator[list[int]]:
+    batch: list[int] = []
+    batch_bytes = 0
+    for uid in uids:
+        if batch and (len(batch) >= FETCH_MESSAGES or batch_bytes + sizes[uid] > FETCH_BYTES):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(uid)
+        batch_bytes += sizes[uid]
+    if batch:
+        yield batch
 
 
 def _iso(value: object) -> str | None:

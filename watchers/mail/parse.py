@@ -62,6 +62,16 @@ def native_id(raw: bytes, message_id: str | None) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def parse_or_note(raw: bytes) -> ParsedMail:
+    """``parse``, or an empty result naming the failure: whatever a hostile message does
+    to the standard library's parser, its raw bytes must still be kept as evidence."""
+    try:
+        return parse(raw)
+    except Exception as exc:  # noqa: BLE001 - hostile input; the raw bytes are kept
+        defect = f"unparseable message ({type(exc).__name__})"
+        return ParsedMail(None, None, None, (), "", "", None, (), (defect,), ())
+
+
 def parse(raw: bytes) -> ParsedMail:
     message = email.message_from_bytes(raw, policy=_POLICY)
     defects: list[str] = [type(defect).__name__ for defect in message.defects]

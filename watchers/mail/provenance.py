@@ -88,6 +88,16 @@ def _tags(value: bytes) -> dict[bytes, bytes]:
     return tags
 
 
+def verify_or_note(raw: bytes, lookup: KeyLookup) -> dict[str, Any]:
+    """``verify``, or a record of why it could not run: a message that trips dkimpy up
+    is still evidence, and its verdict is then "not verified", never a failed poll."""
+    try:
+        return verify(raw, lookup)
+    except Exception as exc:  # noqa: BLE001 - hostile input; the capture must go on
+        reason = f"not verified: dkimpy failed on this message ({type(exc).__name__})"
+        return {"dkim": [], "arc": {"result": "none", "reason": reason}, "error": reason}
+
+
 def verify(raw: bytes, lookup: KeyLookup) -> dict[str, Any]:
     """Verdicts for every DKIM signature and the ARC chain of ``raw``."""
     try:
