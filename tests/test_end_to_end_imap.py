@@ -131,9 +131,14 @@ def test_mailbox_run_fills_the_timeline_once_without_touching_the_mailbox(
 
     packet = tmp_path / "packet"
     nocontact("export", "-c", str(config), "--case", "smith-v-doe", "--out", str(packet), env=env)
+    check_packet(packet, raws["contact@example.com"])
+
+
+def check_packet(packet: Path, signed_raw: bytes) -> None:
+    """Each e-mail's .eml with its DKIM record beside it; the verdicts in the report."""
     emls = sorted(packet.glob("raw/*.eml"))
     assert len(emls) == 5
-    assert raws["contact@example.com"] in [path.read_bytes() for path in emls]
+    assert signed_raw in [path.read_bytes() for path in emls]
     [signed] = [p for p in emls if "contact_example.com" in p.name]
     record = json.loads(signed.with_suffix(".provenance.json").read_text())
     assert record["dkim"][0]["result"] == "pass"

@@ -126,9 +126,8 @@ def big_message() -> bytes:
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
-def test_every_kind_of_message_in_inbox_and_junk_read_without_changing_flags(
-    mail_server: MailServer,  # noqa: F811
-) -> None:
+def append_every_kind(server: MailServer) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(INBOX, junk) messages of every kind, appended by the harness."""
     html_only = message(
         subject="=?utf-8?q?Gr=C3=BC=C3=9Fe?=",
         html="<html><body><p>Hi <b>Alex</b></p><script>x()</script></body></html>",
@@ -146,10 +145,17 @@ def test_every_kind_of_message_in_inbox_and_junk_read_without_changing_flags(
         "malformed": fixture("flanker/mailformed-headers.eml"),
     }
     for raw in inbox.values():
-        mail_server.append(raw)
+        server.append(raw)
     for raw in junk.values():
-        mail_server.append(raw, JUNK)
-    mail_server.append(message(message_id="<read@example.com>"), flags="\\Seen \\Flagged")
+        server.append(raw, JUNK)
+    server.append(message(message_id="<read@example.com>"), flags="\\Seen \\Flagged")
+    return inbox, junk
+
+
+def test_every_kind_of_message_in_inbox_and_junk_read_without_changing_flags(
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    inbox, junk = append_every_kind(mail_server)
     before = (mail_server.flags(), mail_server.flags(JUNK))
 
     result = watcher(mail_server).poll({})
