@@ -4,6 +4,7 @@ Layout of the packet (see docs/evidence.md)::
 
     report.html  report.pdf  evidence.json  evidence.csv
     raw/<seq>-<platform>-<native id>.<ext>     each raw payload, byte-exact
+    raw/<seq>-….provenance.json                what was checked at capture (e-mail DKIM)
     MANIFEST.sha256                            ``sha256sum -c`` over every other file
 
 Violations are read a page at a time and written to every output as they come (the
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.models import Evidence, Violation, ViolationEvidence
-from service.report import CoverInfo, HtmlReport, PdfReport, Summary
+from service.report import CoverInfo, HtmlReport, PdfReport, Summary, provenance_file_name
 from service.settings import CaseSettings
 from service.timeline import (
     PACKET_CSV,
@@ -258,6 +259,8 @@ def _json_evidence(item: EvidenceItem) -> dict[str, Any]:
         "capture_method": item.capture_method,
         "watcher": item.watcher,
         "reason": item.reason,
+        # Checked at capture (an e-mail's DKIM verdicts and the key records used).
+        "provenance": item.provenance,
     }
 
 
@@ -340,6 +343,12 @@ class _RawWriter:
             with _open_private(self.out_dir / item.raw_file) as handle:
                 handle.write(item.raw or b"")
             self.written.append(item.raw_file)
+            if item.provenance:
+                # An e-mail's DKIM record beside its .eml: re-checkable with the key used.
+                name = provenance_file_name(item.raw_file)
+                with _open_private(self.out_dir / name) as handle:
+                    handle.write(json.dumps(item.provenance, indent=2).encode("utf-8") + b"\n")
+                self.written.append(name)
 
 
 # --------------------------------------------------------------------------- export

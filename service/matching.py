@@ -77,6 +77,9 @@ _HANDLE_PREFIXES = ("@", "/u/", "u/")
 # Containing a restrained name/handle shorter than this is not evidence: "al" or "joe"
 # occur inside countless unrelated handles.
 MIN_CONTAINED_LENGTH = 4
+# A restrained e-mail address's local part is compared with authors' handles only from
+# this length (look-alike form): "john@" would make every john a suspect.
+MIN_EMAIL_LOCAL_LENGTH = 6
 # Score of a suspect whose handle or display name contains a restrained name or handle
 # ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
 CONTAINS_SCORE = 90.0
@@ -273,6 +276,8 @@ class _Case:
     protected_any: frozenset[str]  # identity forms on every platform
     identifiers: tuple[_Identifier, ...]
     by_norm: dict[str, _Identifier]
+    # look-alike form of each whole restrained address → the address as configured
+    addresses: dict[str, str]
     contained: tuple[_Identifier, ...]  # identifiers long enough for containment
 
 
@@ -297,10 +302,15 @@ def _identity_map(platform: str, handles: Iterable[str]) -> dict[str, str]:
 def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
     found: dict[str, _Identifier] = {}
     for platform, handles in case.restrained.handles.items():
-        if platform == EMAIL_PLATFORM:
-            continue  # local parts like "john" would make half the world a suspect
         for handle in handles:
-            norm = normalize_handle(_lookalike_part(platform, handle))
+            if platform == EMAIL_PLATFORM:
+                # The local part from any domain (john.doe@ → j0hn.doe@ elsewhere);
+                # short ones like "john" would make half the world a suspect.
+                norm = normalize_handle(_email_address(handle).rsplit("@", 1)[0])
+                if len(norm) < MIN_EMAIL_LOCAL_LENGTH:
+                    continue
+            else:
+                norm = normalize_handle(_lookalike_part(platform, handle))
             if norm and norm not in found:
                 found[norm] = _Identifier(norm, handle, "handle", platform)
     for name in (*case.restrained.names, *case.restrained.aliases):
@@ -322,6 +332,10 @@ def _build_case(settings: CaseSettings) -> _Case:
         protected_any=frozenset(key for handles in protected.values() for key in handles),
         identifiers=identifiers,
         by_norm={ident.norm: ident for ident in identifiers},
+        addresses={
+            normalize_handle(address): address
+            for address in settings.restrained.handles.get(EMAIL_PLATFORM, [])
+        },
         contained=tuple(i for i in identifiers if len(i.norm) >= MIN_CONTAINED_LENGTH),
     )
 
@@ -666,6 +680,13 @@ def _resemblance(case: _Case, obs: Observation, author: _AuthorContext) -> _Rese
     """
     handle_norm, display, display_norm = author.forms()
     candidates: list[_Resemblance] = []
+    if obs.platform == EMAIL_PLATFORM and obs.author_handle:
+        # The whole address imitated, domain included: john@examp1e.com.
+        imitated = case.addresses.get(normalize_handle(_email_address(obs.author_handle)))
+        if imitated is not None:
+            score = SAME_SKELETON_SCORE
+            text = f"resembles restrained address `{imitated}` (score {_format_score(score)})"
+            candidates.append(_Resemblance(score, text))
     if handle_norm:
         same = case.by_norm.get(handle_norm)
         if same is not None:
@@ -719,6 +740,8 @@ def _format_score(score: float) -> str:
 def _ident_text(ident: _Identifier, platform: str) -> str:
     if ident.what == "name":
         return f'restrained name "{ident.label}"'
+    if ident.platform == EMAIL_PLATFORM:
+        return f"restrained address `{ident.label}`"
     # The platform is named only when the look-alike is on another one.
     where = "" if ident.platform == platform else f" on {ident.platform}"
     return f"restrained handle `{ident.label}`{where}"

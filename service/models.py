@@ -144,6 +144,9 @@ class Evidence(Base):
     capture_method: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     raw_content_type: Mapped[str] = mapped_column(String(100))
+    # Facts checked at capture (an e-mail's DKIM verdicts and key records); not hashed:
+    # the raw payload is, and the key records let anyone re-check the verdict.
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     raw_sha256: Mapped[str] = mapped_column(String(64))
     # Dedup key for versions: hash of what the platform says (not of capture time).
     content_sha256: Mapped[str] = mapped_column(String(64))

@@ -111,9 +111,13 @@ class Pipeline:
     def watcher(self, name: str) -> Watcher:
         if name not in self._watchers:
             watcher = build_watcher(self.settings, self._watcher_settings[name])
-            if self.wakeup is not None and isinstance(watcher, Wakeable):
-                watcher.set_wakeup(functools.partial(self.wakeup, name))
             self._watchers[name] = watcher
+            if self.wakeup is not None and isinstance(watcher, Wakeable):
+                try:
+                    watcher.set_wakeup(functools.partial(self.wakeup, name))
+                except WatcherError as exc:
+                    # Push is a bonus: polling at ``every`` goes on regardless.
+                    log.warning("watcher %s: push unavailable, polling only: %s", name, exc)
         return self._watchers[name]
 
     def close(self) -> None:

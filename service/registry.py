@@ -18,6 +18,7 @@ BUILTIN = {
     "reddit": "watchers.reddit:RedditWatcher",
     "x": "watchers.x:XWatcher",
     "mastodon": "watchers.mastodon:MastodonWatcher",
+    "imap": "watchers.imap:ImapWatcher",
 }
 
 

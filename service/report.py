@@ -38,6 +38,7 @@ from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate
 
 from service.evidence import format_time
 from service.timeline import EvidenceItem, ViolationEntry
+from watchers.mail.provenance import summary as dkim_summary
 
 CHART_TITLE = "Violations per day by platform"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -182,7 +183,23 @@ def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str 
         ("Chain SHA-256", item.chain_sha256),
         ("Raw payload", f"{item.raw_file} ({item.raw_content_type}, {len(item.raw or b'')} bytes)"),
         ("Raw SHA-256", item.raw_sha256),
+        *_provenance_fields(item),
     ]
+
+
+def _provenance_fields(item: EvidenceItem) -> list[tuple[str, str | None]]:
+    if not item.provenance or "dkim" not in item.provenance:
+        return []
+    arc = item.provenance.get("arc") or {}
+    return [
+        ("Signature at capture", f"{dkim_summary(item.provenance)}; ARC: {arc.get('result')}"),
+        ("Signature record", provenance_file_name(item.raw_file)),
+    ]
+
+
+def provenance_file_name(raw_file: str) -> str:
+    """``raw/<seq>-…-<id>.provenance.json``, beside the raw payload it describes."""
+    return raw_file.rsplit(".", 1)[0] + ".provenance.json"
 
 
 def _violation_title(number: int, entry: ViolationEntry) -> str:

@@ -175,8 +175,11 @@ class Service:
             self._woken.add(name)
             if name in self._polling:
                 return
-        with contextlib.suppress(JobLookupError):
-            scheduler.modify_job(_job_id(name), next_run_time=self.clock())
+        job = scheduler.get_job(_job_id(name))
+        # A paused job is a disabled watcher: a wake must not resume it.
+        if job is not None and job.next_run_time is not None:
+            with contextlib.suppress(JobLookupError):
+                scheduler.modify_job(_job_id(name), next_run_time=self.clock())
 
     def _poll_job(self, scheduler: BackgroundScheduler, name: str, every: timedelta) -> None:
         if not self.leases.claim(name, every, self.clock()):

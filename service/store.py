@@ -759,6 +759,7 @@ def _evidence_row(
         "capture_method": obs.capture_method,
         "raw": obs.raw,
         "raw_content_type": obs.raw_content_type,
+        "provenance": dict(obs.provenance) if obs.provenance is not None else None,
         "text_fingerprint": evidence.text_fingerprint(obs.text),
         "sha256": evidence.record_sha256(canonical),
     }

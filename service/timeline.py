@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Any
 
@@ -61,6 +61,8 @@ class EvidenceItem:
     # The raw payload, byte-exact; None unless the pager was asked for it (it can be
     # large and the timeline does not show it).
     raw: bytes | None = None
+    # Facts checked at capture (an e-mail's DKIM verdicts and the key records used).
+    provenance: Mapping[str, Any] | None = None
 
     @property
     def raw_file(self) -> str:
@@ -175,6 +177,7 @@ _COLUMNS = (
     Evidence.raw_sha256,
     Evidence.sha256,
     Evidence.chain_sha256,
+    Evidence.provenance,
 )
 
 

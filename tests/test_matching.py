@@ -882,3 +882,57 @@ def test_a_boost_by_the_restrained_party_says_boosted() -> None:
     hit = only_hit(mastodon_case().match(boost))
     assert hit.kind == "mention"
     assert hit.reason.startswith("boosted post by restrained account `johndoe@mastodon.social`")
+
+
+# --- e-mail look-alikes ----------------------------------------------------------------
+
+
+def email_case() -> CaseSettings:
+    return make_case(
+        restrained={
+            "names": ["John Doe"],
+            "handles": {"email": ["john.doe1987@example.com", "jd@example.net"]},
+            "associates": {"email": ["pat@friends.test"]},
+        }
+    )
+
+
+def email_obs(sender: str, **fields: Any) -> Observation:
+    return obs(
+        platform="email",
+        kind="email",
+        author_handle=sender,
+        addressed_to=("alex@example.org",),
+        text="hello",
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sender", "resembles"),
+    [
+        ("john.doe1987@gmail.test", "restrained address `john.doe1987@example.com`"),
+        ("j0hn.d0e1987@mail.test", "restrained address `john.doe1987@example.com`"),
+        ("jd@examp1e.net", "restrained address `jd@example.net`"),
+    ],
+)
+def test_email_lookalike_addresses_from_any_domain(sender: str, resembles: str) -> None:
+    hit = only_hit(Matcher([email_case()]).match(email_obs(sender)))
+    assert (hit.kind, hit.suspected) == ("suspected_alt", True)
+    assert f"author `{sender}` resembles {resembles}" in hit.reason
+    assert "to protected address `alex@example.org`" in hit.reason
+
+
+def test_email_display_name_of_the_restrained_party_from_unknown_address() -> None:
+    item = email_obs("mailer@shop.test", author_display_name="John Doe")
+    hit = only_hit(Matcher([email_case()]).match(item))
+    assert hit.kind == "suspected_alt"
+    assert 'has display name "John Doe" which contains restrained name "John Doe"' in hit.reason
+
+
+def test_email_associate_address_and_short_local_parts() -> None:
+    matcher = Matcher([email_case()])
+    assert only_hit(matcher.match(email_obs("Pat <PAT@friends.test>"))).kind == "third_party"
+    # "jd" is too short to make every jd@ a suspect; an unrelated sender is nothing.
+    assert matcher.match(email_obs("jd@elsewhere.test")) == []
+    assert matcher.match(email_obs("newsletter@shop.test")) == []

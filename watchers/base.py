@@ -115,6 +115,10 @@ class Observation:
     posted_by: PartyRole | None = None
     # How the item was captured, for the evidence report ("Reddit API via praw").
     capture_method: str = ""
+    # Facts checked at capture and kept beside the raw payload, JSON-serialisable (an
+    # e-mail's DKIM/ARC verdicts with the key records used, the server's INTERNALDATE).
+    # Not part of the content identity: a re-check that differs is not an edit.
+    provenance: Mapping[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not self.platform or not self.native_id:
