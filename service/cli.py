@@ -392,10 +392,10 @@ def verify(config_path: Path, case_id: str | None) -> None:
 )
 @edge
 def status(config_path: Path, health: bool, stale_after: str) -> None:
-    """Watchers' last poll and errors, and the backlog of alerts."""
-    from service.health import check_health
+    """Is the service running, recent violations per case, each watcher's last poll
+    and errors, and the backlog of alerts."""
+    from service.health import check_health, recent_violations, service_line
     from service.store import Store
-    from watchers.base import _parse_duration
 
     loaded = _load(config_path, need_secrets=False)
     state = click.get_current_context().find_object(CliState)
@@ -403,15 +403,10 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
     now = datetime.now(UTC)
     with _sessions(loaded) as (sessions, engine):
         if health:
-            try:
-                stale = _parse_duration(stale_after)
-            except ValueError as exc:
-                fail(f"--stale-after: {exc}", EXIT_USAGE)
-            assert isinstance(stale, timedelta)  # noqa: S101 - _parse_duration returns one
             report = check_health(
                 sessions,
                 now=now,
-                stale_after=stale,
+                stale_after=_stale_after(stale_after),
                 watcher_names=[w.display_name for w in loaded.settings.watchers],
             )
             for line in report.lines:
@@ -420,6 +415,14 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
         store = Store(engine)
         views = {view.name: view for view in store.watcher_statuses()}
         summary = store.outbox_summary()
+        service_state = service_line(sessions, now, _stale_after(stale_after))
+        recent = recent_violations(sessions, now, [c.id for c in loaded.settings.cases])
+    state.out.print(service_state, markup=False)
+    for case_id, (last_day, last_week) in recent.items():
+        state.out.print(
+            f"Case {case_id}: {last_day} violation(s) in the last 24 h, {last_week} in 7 days",
+            markup=False,
+        )
     table = Table(title="Watchers")
     for column in ("watcher", "type", "every", "last poll", "last success", "state"):
         table.add_column(column, overflow="fold")
@@ -440,6 +443,17 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
         f"{summary.failing} retrying after a failed delivery); oldest queued: {oldest}",
         markup=False,
     )
+
+
+def _stale_after(text: str) -> timedelta:
+    from watchers.base import _parse_duration
+
+    try:
+        stale = _parse_duration(text)
+    except ValueError as exc:
+        fail(f"--stale-after: {exc}", EXIT_USAGE)
+    assert isinstance(stale, timedelta)  # noqa: S101 - _parse_duration returns one
+    return stale
 
 
 def _watcher_state_text(view: Any) -> str:

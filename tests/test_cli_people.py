@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,17 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
 from service.cli import cli
-from tests.fakes.evidence_data import CASE_ID, Populated, populate
+from service.evidence import format_time
+from service.health import ONCE_SUFFIX, beat
+from tests.fakes.evidence_data import (
+    CASE_ID,
+    Populated,
+    add_evidence,
+    add_violation,
+    case_settings,
+    ensure_case,
+    populate,
+)
 from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
 
 FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
@@ -247,3 +258,52 @@ def test_check_online_reports_an_unreachable_database(
     assert result.exit_code == 1
     assert result.stderr.startswith("database: FAILED — cannot open database at ")
     assert "s3cr3t" not in result.output
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def _recent(config: Path, *ages: timedelta) -> None:
+    engine = create_engine(f"sqlite:///{config.parent / 'nc.db'}")
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        ensure_case(session, case_settings())
+        for index, age in enumerate(ages):
+            item = add_evidence(
+                session, platform="reddit", native_id=f"t1_r{index}", text="hi Alex Smith",
+                captured_at=now - age,
+            )  # fmt: skip
+            add_violation(session, CASE_ID, [item])
+    engine.dispose()
+
+
+@pytest.mark.usefixtures("no_secrets")
+def test_status_says_whether_the_service_runs_and_counts_recent_violations(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    config = write(tmp_path)
+    never = runner.invoke(cli, ["status", "-c", str(config)])
+    assert never.exit_code == 0, never.output
+    assert "Service: not running; it has never run against this database" in never.stdout
+    _recent(config, timedelta(hours=2), timedelta(days=3), timedelta(days=30))
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'nc.db'}")
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    now = datetime.now(UTC)
+    beat(sessions, "host" + ONCE_SUFFIX, now - timedelta(seconds=40), now - timedelta(seconds=20))
+    once = runner.invoke(cli, ["status", "-c", str(config)])
+    assert once.exit_code == 0, once.output
+    assert "Service: not running; last `run --once` at " in once.stdout
+    assert "Case smith-v-doe: 1 violation(s) in the last 24 h, 2 in 7 days" in once.stdout
+    health = runner.invoke(cli, ["status", "-c", str(config), "--health"])
+    assert "ok heartbeat: last `run --once` on host at " in health.stdout
+    assert "running since" not in health.stdout
+
+    started = now - timedelta(hours=1)
+    beat(sessions, "host:42", started, now - timedelta(seconds=5))
+    engine.dispose()
+    running = runner.invoke(cli, ["status", "-c", str(config)])
+    assert f"Service: running (host:42 since {format_time(started)}; last heartbeat " in (
+        running.stdout
+    )
