@@ -210,6 +210,7 @@ def run(config_path: Path, once: bool) -> None:
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
     _print_once_report(state, report)
+    _print_next_steps(loaded, config_path, report)
     failed = [poll.watcher for poll in report.polls if not poll.ok]
     problems = [f"watcher(s) failed: {', '.join(failed)}"] if failed else []
     if report.delivery.failed or report.delivery.errors:
@@ -218,6 +219,23 @@ def run(config_path: Path, once: bool) -> None:
         # Exit 1 so that a timer or cron job notices; the lines above say what failed.
         state.err.print(f"run --once: not all is well: {'; '.join(problems)}", markup=False)
         sys.exit(EXIT_RUNTIME)
+
+
+def _print_next_steps(loaded: LoadedConfig, config_path: Path, report: Any) -> None:
+    """After a first run, say where to look and why no alert came."""
+    found = sum(poll.new_violations - poll.new_outside_period for poll in report.polls)
+    if found:
+        click.echo(
+            f"next: `nocontact timeline -c {config_path}` lists the violations; "
+            "`nocontact show ID` shows one whole"
+        )
+    silent = [name for name, route in loaded.settings.alerts.items() if not route.urls]
+    if silent:
+        click.echo(
+            f"note: alert route(s) {', '.join(silent)} have no URL, so they send nothing; "
+            f"set the environment variable their urls name in {config_path.name} "
+            "(e.g. NOCONTACT_ALERT_URL=ntfys://your-private-topic) to get alerts"
+        )
 
 
 def _print_once_report(state: CliState, report: Any) -> None:
