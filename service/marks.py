@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import evidence
 from service.evidence import format_time
 from service.models import Evidence
 
@@ -73,3 +74,37 @@ def dismissals(
             Dismissal(violation_id, reason, by or "", at, seq) if kind == "dismissal" else None
         )
     return {key: value for key, value in newest.items() if value is not None}
+
+
+def mark_row(
+    violation_id: str, kind: MarkKind, reason: str, by: str, version: int, seq: int, at: datetime
+) -> dict[str, Any]:
+    """The evidence row of a mark, hashed like any record (docs/evidence.md)."""
+    raw = mark_payload(violation_id, kind, reason, by, at)
+    canonical = {
+        "seq": seq,
+        "platform": MARK_PLATFORM,
+        "native_id": mark_native_id(violation_id),
+        "version": version,
+        "url": None,
+        "author_handle": by,
+        "author_id": None,
+        "posted_at": evidence.format_time(at),
+        "captured_at": evidence.format_time(at),
+        "text": reason,
+        "raw_sha256": evidence.sha256_hex(raw),
+    }
+    return {
+        **canonical,
+        "posted_at": at,
+        "captured_at": at,
+        "kind": kind,
+        "addressed_to": [],
+        "watcher": MARK_WATCHER,
+        "capture_method": f"nocontact {kind.removesuffix('al')} (command line)",
+        "raw": raw,
+        "raw_content_type": "application/json",
+        "content_sha256": evidence.sha256_hex(raw),
+        "text_fingerprint": evidence.text_fingerprint(""),
+        "sha256": evidence.record_sha256(canonical),
+    }

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from service import evidence
 from service.db import StoreError, database_errors, session_factory
 from service.hits import Hit
-from service.marks import MARK_PLATFORM, MARK_WATCHER, MarkKind, mark_native_id, mark_payload
+from service.marks import MARK_PLATFORM, MarkKind, mark_native_id, mark_row
 from service.models import (
     Case,
     ChainHead,
@@ -725,7 +725,7 @@ class Store:
                 )
             )
             at = evidence.truncate_to_second(now)
-            row = _mark_row(violation_id, kind, reason, by, (version or 0) + 1, head.seq + 1, at)
+            row = mark_row(violation_id, kind, reason, by, (version or 0) + 1, head.seq + 1, at)
             row["chain_sha256"] = evidence.chain_sha256(head.chain_sha256, row["sha256"])
             head.seq, head.chain_sha256 = row["seq"], row["chain_sha256"]
             session.execute(insert(Evidence), [row])
@@ -752,39 +752,6 @@ class Store:
         return OutboxSummary(
             pending=row[0], due_now=row[1], failing=row[2], oldest_pending_at=row[3]
         )
-
-
-def _mark_row(
-    violation_id: str, kind: MarkKind, reason: str, by: str, version: int, seq: int, at: datetime
-) -> dict[str, Any]:
-    raw = mark_payload(violation_id, kind, reason, by, at)
-    canonical = {
-        "seq": seq,
-        "platform": MARK_PLATFORM,
-        "native_id": mark_native_id(violation_id),
-        "version": version,
-        "url": None,
-        "author_handle": by,
-        "author_id": None,
-        "posted_at": evidence.format_time(at),
-        "captured_at": evidence.format_time(at),
-        "text": reason,
-        "raw_sha256": evidence.sha256_hex(raw),
-    }
-    return {
-        **canonical,
-        "posted_at": at,
-        "captured_at": at,
-        "kind": kind,
-        "addressed_to": [],
-        "watcher": MARK_WATCHER,
-        "capture_method": f"nocontact {kind.removesuffix('al')} (command line)",
-        "raw": raw,
-        "raw_content_type": "application/json",
-        "content_sha256": evidence.sha256_hex(raw),
-        "text_fingerprint": evidence.text_fingerprint(""),
-        "sha256": evidence.record_sha256(canonical),
-    }
 
 
 def _evidence_row(
