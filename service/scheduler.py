@@ -30,7 +30,7 @@ from service.alerts import AlertDispatcher, DeliveryReport
 from service.concurrency import HostLimiter, hosts, run_bounded
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
-from service.health import beat
+from service.health import ONCE_SUFFIX, beat
 from service.leases import Leases
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
@@ -97,7 +97,9 @@ class Service:
 
     def run_once(self) -> OnceReport:
         """Every watcher once, then every queued alert, without waiting out group_wait."""
-        self.heartbeat()
+        # One row per host for --once runs: `status` reports them as the last run.
+        host = self.instance.rsplit(":", 1)[0]
+        beat(self.sessions, host + ONCE_SUFFIX, self.started_at, self.clock())
         polls = run_bounded(
             lambda w: self.pipeline.poll(w.display_name),
             self.settings.watchers,

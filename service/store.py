@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, insert, select
+from sqlalchemy import Engine, Table, and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from service import evidence
 from service.db import StoreError, database_errors, session_factory
 from service.hits import Hit
+from service.marks import MARK_PLATFORM, MarkKind, mark_native_id, mark_row
 from service.models import (
     Case,
     ChainHead,
@@ -712,6 +713,35 @@ class Store:
             yield from iter_entries(
                 session, case_id=case_id, include_outside=include_outside, page_size=page_size
             )
+
+    def record_mark(
+        self, violation_id: str, kind: MarkKind, *, reason: str, by: str, now: datetime
+    ) -> int:
+        """Append a dismissal (or its withdrawal) of a violation to the hash chain and,
+        for a dismissal, cancel the violation's pending alerts. Returns the record's seq."""
+        _require_aware(now)
+        with self._errors(), self._write.begin() as session:
+            head = session.scalars(
+                select(ChainHead).where(ChainHead.id == 1).with_for_update()
+            ).one()
+            native_id = mark_native_id(violation_id)
+            version = session.scalar(
+                select(func.count()).where(
+                    Evidence.platform == MARK_PLATFORM, Evidence.native_id == native_id
+                )
+            )
+            at = evidence.truncate_to_second(now)
+            row = mark_row(violation_id, kind, reason, by, (version or 0) + 1, head.seq + 1, at)
+            row["chain_sha256"] = evidence.chain_sha256(head.chain_sha256, row["sha256"])
+            head.seq, head.chain_sha256 = row["seq"], row["chain_sha256"]
+            session.execute(insert(Evidence), [row])
+            if kind == "dismissal":
+                session.execute(
+                    update(OutboxAlert)
+                    .where(OutboxAlert.violation_id == violation_id, OutboxAlert.state == "pending")
+                    .values(state="cancelled", last_error=f"violation dismissed: {reason}")
+                )
+            return int(row["seq"])
 
     def outbox_summary(self, now: datetime | None = None) -> OutboxSummary:
         moment = now if now is not None else utcnow()

@@ -3,6 +3,7 @@ shares, driven against the local feed server (real sockets, real httpx)."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import logging
 import subprocess
@@ -181,3 +182,16 @@ def test_watchers_do_not_import_apprise_or_the_service() -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] == 'service']"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603
+
+
+def test_credentials_echoed_by_the_server_are_masked(feed_server: FeedServer) -> None:  # noqa: F811
+    basic = base64.b64encode(b"jdoe:s3cr3t-pw").decode()
+    feed_server.set("/f", status=500, reason=f"bad Basic {basic} s3cr3t-pw")
+    url = feed_server.url("/f").replace("http://", "http://jdoe:s3cr3t-pw@") + "?k=s3cr3t-k"
+
+    with pytest.raises(TransientError) as caught:
+        get(url)
+
+    message = str(caught.value)
+    assert message == "source at test answered HTTP 500 bad Basic *** ***"
+    assert basic not in message

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import logging
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -29,7 +27,6 @@ import praw
 import praw.exceptions
 import prawcore
 import prawcore.const
-import requests
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from watchers.base import (
@@ -46,12 +43,23 @@ from watchers.base import (
     WatcherError,
     WatcherSettings,
 )
+from watchers.reddit_data import (
+    Budget,
+    created_utc,
+    is_token_request,
+    listing_data,
+    opt_str,
+    public_url,
+    raw_bytes,
+    retry_after_seconds,
+    thing_text,
+    unique_ci,
+    user_tags,
+)
 from watchers.toolkit.redact import Redactor, basic_credentials, register_secrets
 
 log = logging.getLogger(__name__)
 
-# Evidence links point at the public site, whatever endpoint the API was read through.
-PUBLIC_SITE = "https://www.reddit.com"
 PAGE_SIZE = 100  # Reddit's largest page
 # After the first poll a listing is read up to the cursor, but never past what Reddit
 # itself keeps in a listing.
@@ -62,8 +70,6 @@ DELETED = "[deleted]"
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,20}$")
 _SUBREDDIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{1,20}$")
-# u/name or /u/name as Reddit links it (and notifies the user named).
-_USER_TAG = re.compile(r"(?<![\w/])/?u/([A-Za-z0-9_-]{3,20})\b")
 
 # Inbox listings. /message/inbox is flat (a reply in an old private-message thread is
 # its own item there, unlike /message/messages, which nests replies under the thread),
@@ -164,30 +170,6 @@ class ReadOnlyViolation(WatcherError):
     """Something tried to send a request that could change state on Reddit."""
 
 
-@dataclasses.dataclass(slots=True)
-class _Budget:
-    """Reddit's rate-limit headers as last seen, so that a poll with no requests left
-    fails fast with a retry time instead of sleeping inside prawcore for minutes."""
-
-    remaining: float | None = None
-    reset_at: float | None = None  # time.monotonic() when the window resets
-
-    def seconds_to_wait(self) -> float:
-        if self.remaining is None or self.reset_at is None or self.remaining > 0:
-            return 0.0
-        return max(0.0, self.reset_at - time.monotonic())
-
-    def update(self, headers: Mapping[str, str]) -> None:
-        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
-        if remaining is None or reset is None:
-            return
-        try:
-            self.remaining = float(remaining)
-            self.reset_at = time.monotonic() + float(reset)
-        except ValueError:
-            return
-
-
 class _ReadOnlyRequestor(prawcore.Requestor):
     """prawcore's HTTP layer, narrowed to reads and given our timeout.
 
@@ -195,7 +177,7 @@ class _ReadOnlyRequestor(prawcore.Requestor):
     prawcore's 16 s default), so the timeout is enforced here.
     """
 
-    def __init__(self, *, budget: _Budget, timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *, budget: Budget, timeout: float, **kwargs: Any) -> None:
         super().__init__(timeout=timeout, **kwargs)
         self._budget = budget
 
@@ -244,7 +226,7 @@ class _Cursor:
 
     def reached_by(self, thing: Mapping[str, Any]) -> bool:
         # The cursor's own item may have been deleted since: anything older also stops.
-        return thing["name"] == self.fullname or _created(thing) < self.created_utc
+        return thing["name"] == self.fullname or created_utc(thing) < self.created_utc
 
 
 class RedditWatcher:
@@ -256,7 +238,7 @@ class RedditWatcher:
         self.settings = settings
         self.targets = targets
         self._reddit: praw.Reddit | None = None
-        self._budget = _Budget()
+        self._budget = Budget()
         self._parent_authors: dict[str, str] = {}
         self._accounts: dict[str, AccountInfo] = {}
         self._scrub = Redactor(_secrets(settings))
@@ -287,7 +269,7 @@ class RedditWatcher:
                 continue
             newest = things[0]["data"] if things else None
             if newest is not None:
-                new_cursors[listing.key] = _Cursor(newest["name"], _created(newest)).dump()
+                new_cursors[listing.key] = _Cursor(newest["name"], created_utc(newest)).dump()
             elif cursor is not None:
                 new_cursors[listing.key] = cursor.dump()
             for obs in self._observe(listing, things):
@@ -391,7 +373,7 @@ class RedditWatcher:
             body = self._get(listing.path, params, own_account=listing.source == "inbox")
         except _Missing as exc:
             raise _ListingUnavailable(_unavailable_note(listing, exc.status)) from None
-        return _listing_data(body, listing.path)
+        return listing_data(body, listing.path)
 
     def _get(self, path: str, params: Mapping[str, str], *, own_account: bool) -> Any:
         wait = self._budget.seconds_to_wait()
@@ -447,14 +429,14 @@ class RedditWatcher:
                 platform=self.platform,
                 native_id=data["name"],
                 kind=kind,
-                raw=_raw_bytes(thing),
+                raw=raw_bytes(thing),
                 watcher=self.name,
-                url=_public_url(thing),
-                author_handle=_opt_str(data.get("author")),
-                author_id=_opt_str(data.get("author_fullname")),
+                url=public_url(thing),
+                author_handle=opt_str(data.get("author")),
+                author_id=opt_str(data.get("author_fullname")),
                 addressed_to=addressed,
-                text=_text(thing),
-                posted_at=datetime.fromtimestamp(_created(data), UTC),
+                text=thing_text(thing),
+                posted_at=datetime.fromtimestamp(created_utc(data), UTC),
                 capture_method=method,
             )
 
@@ -462,21 +444,21 @@ class RedditWatcher:
         self, listing: _Listing, thing: Mapping[str, Any]
     ) -> tuple[ObservationKind, tuple[str, ...]]:
         data = thing["data"]
-        tags = _user_tags(_text(thing))
+        tags = user_tags(thing_text(thing))
         if listing.source == "inbox":
             me = self.settings.username or ""
             if thing["kind"] == "t4":
-                return "direct_message", _unique((me, *tags))
+                return "direct_message", unique_ci((me, *tags))
             if data.get("type") == "username_mention" or listing.key == "mentions":
-                return "mention", _unique((me, *tags))
-            return "reply", _unique((me, *tags))
+                return "mention", unique_ci((me, *tags))
+            return "reply", unique_ci((me, *tags))
         if thing["kind"] == "t1":
             parent = str(data.get("parent_id", ""))
             author = self._parent_authors.get(parent)
             addressed = (author,) if author and author != DELETED else ()
             kind: ObservationKind = "reply" if parent.startswith("t1_") else "comment"
-            return kind, _unique((*addressed, *tags))
-        return "post", _unique(tags)
+            return kind, unique_ci((*addressed, *tags))
+        return "post", unique_ci(tags)
 
     def _resolve_parents(self, fullnames: list[str]) -> None:
         """Learn who wrote what these comments answer: one /api/info call per 100."""
@@ -489,7 +471,7 @@ class RedditWatcher:
                 body = self._get("api/info/", {"id": ",".join(batch)}, own_account=False)
             except _Missing:
                 continue  # left unresolved (no addressee), asked again next time
-            for child in _listing_data(body, "api/info/")["children"]:
+            for child in listing_data(body, "api/info/")["children"]:
                 self._parent_authors[child["data"]["name"]] = str(
                     child["data"].get("author") or DELETED
                 )
@@ -532,7 +514,7 @@ class RedditWatcher:
             # The token endpoint answers 200 {"error": "invalid_grant"} to a bad password.
             raise self._auth_error(exc.error) from None
         except prawcore.TooManyRequests as exc:
-            retry = _retry_after(exc.response)
+            retry = retry_after_seconds(exc.response)
             raise RateLimitedError(
                 f"reddit: rate limited (429) on {where}; retry in {retry:.0f}s", retry_after=retry
             ) from None
@@ -557,7 +539,7 @@ class RedditWatcher:
             raise TransientError(f"reddit: garbage (not JSON) in answer to {where}") from None
         except prawcore.ResponseException as exc:
             status = exc.response.status_code
-            if status in (401, 403) and _is_token_request(exc.response):
+            if status in (401, 403) and is_token_request(exc.response):
                 raise self._auth_error(f"token request answered {status}") from None
             raise TransientError(f"reddit: HTTP {status} on {where}") from None
         except prawcore.RequestException as exc:
@@ -598,96 +580,3 @@ def _unavailable_note(listing: _Listing, status: int) -> str:
             " suspended, deleted, shadow-banned or private"
         )
     return f"reddit: /{listing.path.rstrip('/')} unavailable (HTTP {status})"
-
-
-def _is_token_request(response: requests.Response) -> bool:
-    return urlsplit(response.url).path.endswith(prawcore.const.ACCESS_TOKEN_PATH)
-
-
-def _retry_after(response: requests.Response) -> float:
-    for header in ("retry-after", "x-ratelimit-reset"):
-        value = response.headers.get(header)
-        if value is None:
-            continue
-        try:
-            return max(1.0, float(value))
-        except ValueError:
-            continue
-    return 60.0
-
-
-def _listing_data(body: Any, path: str) -> Mapping[str, Any]:
-    """The ``data`` of a Listing, with every child checked to be a thing we can read."""
-    data = body.get("data") if isinstance(body, Mapping) else None
-    children = data.get("children") if isinstance(data, Mapping) else None
-    if (
-        not isinstance(data, Mapping)
-        or body.get("kind") != "Listing"
-        or not isinstance(children, list)
-    ):
-        raise TransientError(f"reddit: unexpected response to GET /{path.rstrip('/')}")
-    for child in children:
-        if not _is_thing(child):
-            raise TransientError(f"reddit: malformed item in GET /{path.rstrip('/')}")
-    return data
-
-
-def _is_thing(child: object) -> bool:
-    if not isinstance(child, Mapping) or child.get("kind") not in ("t1", "t3", "t4"):
-        return False
-    data = child.get("data")
-    return (
-        isinstance(data, Mapping)
-        and isinstance(data.get("name"), str)
-        and isinstance(data.get("created_utc"), int | float)
-    )
-
-
-def _created(data: Mapping[str, Any]) -> float:
-    return float(data["created_utc"])
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _unique(values: Sequence[str]) -> tuple[str, ...]:
-    out: dict[str, None] = {}
-    for value in values:
-        if value and value.casefold() not in {v.casefold() for v in out}:
-            out[value] = None
-    return tuple(out)
-
-
-def _user_tags(text: str) -> list[str]:
-    return _USER_TAG.findall(text)
-
-
-def _text(thing: Mapping[str, Any]) -> str:
-    data = thing["data"]
-    if thing["kind"] == "t3":
-        parts = [data.get("title"), data.get("selftext")]
-    elif thing["kind"] == "t4":
-        parts = [data.get("subject"), data.get("body")]
-    else:
-        parts = [data.get("body")]
-    return "\n\n".join(p for p in parts if isinstance(p, str) and p)
-
-
-def _public_url(thing: Mapping[str, Any]) -> str:
-    data = thing["data"]
-    if thing["kind"] == "t4":
-        return f"{PUBLIC_SITE}/message/messages/{data.get('id') or data['name'][3:]}"
-    link = data.get("permalink") or data.get("context")
-    if isinstance(link, str) and link.startswith("/"):
-        return PUBLIC_SITE + urlsplit(link).path
-    # Older listings carry no permalink: build it from the post and comment ids.
-    post = str(data.get("link_id") or "")[3:]
-    sub = data.get("subreddit") or "all"
-    return f"{PUBLIC_SITE}/r/{sub}/comments/{post}/_/{data.get('id', '')}/"
-
-
-def _raw_bytes(thing: Mapping[str, Any]) -> bytes:
-    # The thing ({"kind", "data"}) as parsed from Reddit's response, keys in Reddit's
-    # order, re-serialised compactly: the listing envelope around it is not kept.
-    return json.dumps(thing, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

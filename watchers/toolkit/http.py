@@ -220,7 +220,7 @@ class _DeadlineTransport(httpx.BaseTransport):
     Proxies from the environment are not used."""
 
     def __init__(self, deadline: _Deadline) -> None:
-        self._pool = httpcore.ConnectionPool(
+        self._connections = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(deadline)
         )
 
@@ -236,7 +236,7 @@ class _DeadlineTransport(httpx.BaseTransport):
             extensions=request.extensions,
         )
         try:
-            response = self._pool.handle_request(core)
+            response = self._connections.handle_request(core)
         except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError) as exc:
             raise _as_httpx(exc) from exc
         except httpcore.UnsupportedProtocol as exc:
@@ -249,7 +249,7 @@ class _DeadlineTransport(httpx.BaseTransport):
         )
 
     def close(self) -> None:
-        self._pool.close()
+        self._connections.close()
 
 
 # --- the client ---------------------------------------------------------------------------
