@@ -152,10 +152,10 @@ def apprise_url_secrets(url: str) -> frozenset[str]:
         found.add(basic_credentials(unquote(user or ""), unquote(password)))
     found.update(value for key, value in _query_pairs(parts.query) if _secret_key(key))
     plugin = _instantiate(url)
-    if plugin is None:
-        found |= _unparsed_secrets(url)
-    else:
-        found |= _plugin_secrets(plugin, parts.scheme.lower())
+    # A plugin whose private values are not where its metadata says (none found) is
+    # treated like an unknown URL: conservative rather than blind.
+    known = set() if plugin is None else _plugin_secrets(plugin, parts.scheme.lower())
+    found |= known or _unparsed_secrets(url)
     found = {s for s in found if len(s) >= _MIN_LENGTH}
     if found:
         found.add(url)
