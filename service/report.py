@@ -188,6 +188,8 @@ def _provenance_fields(item: EvidenceItem) -> list[tuple[str, str | None]]:
 def provenance_file_name(raw_file: str) -> str:
     """``raw/<seq>-…-<id>.provenance.json``, beside the raw payload it describes."""
     return raw_file.rsplit(".", 1)[0] + ".provenance.json"
+
+
 DISMISSED_TITLE = "Dismissed as not violations"
 
 
