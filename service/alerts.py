@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,11 +36,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from service import models
 from service.evidence import format_time
 from service.settings import SEVERITY_RANK, CaseSettings, Route, Settings
-from service.store import enqueue_alert
 
 log = logging.getLogger(__name__)
-
-HealthEvent = Literal["failing", "recovered", "disabled"]
 
 # A claimed row is invisible to other replicas this long; it must exceed the time a
 # whole group takes to send (each Apprise target is capped by SERVICE_TIMEOUT).
@@ -61,11 +58,6 @@ _KIND_PHRASES = {
     "suspected_alt": "suspected contact from a possible alternate account",
     "mention": "mention by restrained party",
     "third_party": "contact through an associate (third party)",
-}
-_HEALTH_PHRASES: dict[str, str] = {
-    "failing": "is failing",
-    "recovered": "has recovered",
-    "disabled": "is disabled",
 }
 _SECRET_KEY = re.compile(
     r"pass|pwd|secret|token|key|auth|sig|cred|bearer|session|cookie|otp|pin", re.IGNORECASE
@@ -222,19 +214,6 @@ def mask_url(url: str) -> str:
     return scrub(masked, url)
 
 
-def validate_route_urls(settings: Settings) -> list[str]:
-    """One error line per route URL that no Apprise plugin accepts (for ``check``)."""
-    errors = []
-    for name, route in settings.alerts.items():
-        for index, url in enumerate(route.urls):
-            if _instantiate(url) is None:
-                errors.append(
-                    f"alerts.{name}.urls[{index}]: {mask_url(url)}: "
-                    "not a valid or supported Apprise URL"
-                )
-    return errors
-
-
 def quiet_apprise_logging() -> None:
     """Apprise's debug output includes full request URLs (for Telegram, the bot
     token), so it is kept at WARNING or above whatever the root level is."""
@@ -365,56 +344,6 @@ def _combine(blocks: Sequence[_Block]) -> _Message:
     for number, block in enumerate(ordered, start=1):
         parts.append(f"— {number} of {len(blocks)} —\n{block.body}")
     return _Message(title, "\n\n".join([*parts, *closing]), notify_type)
-
-
-def _render_health(
-    watcher: str, event: HealthEvent, message: str, now: datetime
-) -> tuple[str, str]:
-    title = f"nocontact: watcher {watcher} {_HEALTH_PHRASES[event]}"
-    body = "\n".join(
-        [
-            f"Watcher {watcher} {_HEALTH_PHRASES[event]}.",
-            message,
-            f"At: {format_time(now)}",
-            "Details: nocontact status",
-        ]
-    )
-    return title, body
-
-
-# --------------------------------------------------------------------------- outbox
-
-
-def enqueue_health_alert(
-    session: Session,
-    settings: Settings,
-    *,
-    watcher: str,
-    event: HealthEvent,
-    message: str,
-    episode: str,
-    now: datetime,
-) -> int:
-    """Queue one watcher-health alert per operator route, in the caller's transaction.
-    Exactly once per (watcher, event, episode, route): returns how many were new."""
-    title, body = _render_health(watcher, event, message, now)
-    severity = "low" if event == "recovered" else "high"
-    queued = 0
-    for route in settings.operator_routes():
-        # The store's enqueue is the one exactly-once outbox insert (ON CONFLICT DO
-        # NOTHING on dedup_key), so concurrent replicas cannot both queue it.
-        queued += enqueue_alert(
-            session,
-            dedup_key=f"health:{watcher}:{event}:{episode}:{route}",
-            route=route,
-            category="health",
-            severity=severity,
-            title=title,
-            body=body,
-            now=now,
-            due_at=now,
-        )
-    return queued
 
 
 @dataclasses.dataclass(slots=True)

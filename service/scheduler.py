@@ -29,6 +29,7 @@ from service.db import make_engine, migrate, session_factory
 from service.health import beat
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
+from service.planner import AlertPlanner
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,11 @@ class Service:
         self.engine = make_engine(self.settings.database, loaded.base_dir)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
-        self.store = Store(self.engine)
+        self.planner = AlertPlanner.from_settings(self.settings)
+        self.store = Store(self.engine, cases=self.settings.cases, planner=self.planner)
         self.store.sync_cases(self.settings.cases, clock())
         self._enable_watchers_again()
-        self.pipeline = Pipeline(self.settings, self.sessions, self.store, clock=clock)
+        self.pipeline = Pipeline(self.settings, self.store, clock=clock)
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = clock()

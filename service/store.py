@@ -2,10 +2,11 @@
 outbox and the watchers' state.
 
 Writes of one poll happen in one transaction (``Store.record_poll``): evidence rows,
-the violations they join or open, and the alerts about them are committed together,
-or not at all. Appending to the hash chain locks the single ``chain_head`` row
-(``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so replicas
-append one after another and never store the same item twice.
+the violations they join or open, and the alerts the planner (``service.planner``)
+queues about them are committed together, or not at all. Appending to the hash chain
+locks the single ``chain_head`` row (``SELECT … FOR UPDATE`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite), so replicas append one after another and never store
+the same item twice.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from service import evidence
@@ -36,7 +35,9 @@ from service.models import (
     WatcherState,
     utcnow,
 )
-from service.settings import SEVERITY_RANK, CaseSettings, Route
+from service.outbox import dialect_insert, insert_ignore
+from service.planner import AlertPlanner, ViolationChange, WatcherFailure, episode
+from service.settings import SEVERITY_RANK, CaseSettings
 from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Observation
 
@@ -85,6 +86,21 @@ class RecordResult:
     joined_violations: int = 0
     queued_alerts: int = 0
     recovered: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollRecord:
+    """One successful poll of one watcher, as ``Store.record_poll`` stores it."""
+
+    watcher: str
+    watcher_type: str
+    observations: Sequence[Observation]
+    # An index into ``observations`` → that observation's hits.
+    hits: Mapping[int, Sequence[Hit]]
+    # The watcher's new cursor and status notes.
+    state: Mapping[str, Any]
+    status_notes: Sequence[str]
+    now: datetime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -162,67 +178,6 @@ def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, 
     return found
 
 
-# ---------------------------------------------------------------- dialect helpers
-
-
-def _dialect_insert(session: Session, table: Table) -> Any:
-    """An INSERT that supports ``on_conflict_do_*`` on the session's backend."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return pg_insert(table)
-    if name == "sqlite":
-        return sqlite_insert(table)
-    raise StoreError(f"unsupported database backend {name!r}: use sqlite or postgresql")
-
-
-def _insert_ignore(session: Session, table: Table, values: Mapping[str, Any], key: str) -> bool:
-    """Insert a row unless one with the same ``key`` exists; True when inserted."""
-    statement = _dialect_insert(session, table).values(**values)
-    statement = statement.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-    # RETURNING, not rowcount: drivers disagree on rowcount for INSERT … ON CONFLICT.
-    return session.connection().execute(statement).first() is not None
-
-
-def enqueue_alert(
-    session: Session,
-    *,
-    dedup_key: str,
-    route: str,
-    category: str,
-    severity: str,
-    title: str | None,
-    body: str | None,
-    now: datetime,
-    due_at: datetime | None = None,
-    violation_id: str | None = None,
-) -> bool:
-    """Queue one alert unless an alert with ``dedup_key`` was ever queued (exactly-once
-    per key, across replicas and restarts). Returns True when a row was added."""
-    _require_aware(now)
-    due = due_at if due_at is not None else now
-    # Unflushed violations must reach the database before an alert refers to them.
-    session.flush()
-    return _insert_ignore(
-        session,
-        OutboxAlert.__table__,  # type: ignore[arg-type]
-        {
-            "dedup_key": dedup_key,
-            "route": route,
-            "category": category,
-            "violation_id": violation_id,
-            "severity": severity,
-            "title": title,
-            "body": body,
-            "created_at": now,
-            "due_at": due,
-            "next_attempt_at": due,
-            "attempts": 0,
-            "state": "pending",
-        },
-        "dedup_key",
-    )
-
-
 def _state_view(row: WatcherState) -> WatcherStateView:
     return WatcherStateView(
         name=row.name,
@@ -268,13 +223,13 @@ class _PollWrite:
 
     session: Session
     cases: Mapping[str, CaseSettings]
-    routes: Mapping[str, Route]
     now: datetime
     created: dict[str, Violation] = dataclasses.field(default_factory=dict)
     joined: dict[str, Violation] = dataclasses.field(default_factory=dict)
-    severity_before: dict[str, str] = dataclasses.field(default_factory=dict)
+    # (severity, kind) of each joined violation before this poll.
+    before: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     links: set[tuple[str, int]] = dataclasses.field(default_factory=set)
-    queued: int = 0
+    added: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def add_hit(self, hit: Hit, item: _NewEvidence) -> None:
         case = self.cases.get(hit.case_id)
@@ -289,6 +244,7 @@ class _PollWrite:
             self._widen(violation, hit, item.moment)
         if (violation.id, item.evidence_id) not in self.links:
             self.links.add((violation.id, item.evidence_id))
+            self.added[violation.id] = self.added.get(violation.id, 0) + 1
             self.session.add(
                 ViolationEvidence(
                     violation_id=violation.id, evidence_id=item.evidence_id, reason=hit.reason
@@ -358,7 +314,7 @@ class _PollWrite:
     def _widen(self, violation: Violation, hit: Hit, moment: datetime) -> None:
         if violation.id not in self.created and violation.id not in self.joined:
             self.joined[violation.id] = violation
-            self.severity_before[violation.id] = violation.severity
+            self.before[violation.id] = (violation.severity, violation.kind)
         violation.first_seen = min(violation.first_seen, moment)
         violation.last_seen = max(violation.last_seen, moment)
         more_serious = KIND_RANK[hit.kind] > KIND_RANK[violation.kind]
@@ -374,42 +330,17 @@ class _PollWrite:
         if hit.score is not None:
             violation.score = max(violation.score or 0.0, hit.score)
 
-    def queue_alerts(self) -> None:
-        """Alerts for new violations, and for joined ones whose severity rose past a
-        route's ``min_severity`` (the dedup key keeps each route to one alert)."""
-        for violation in self.created.values():
-            self._alert_routes(violation)
-        for violation_id, violation in self.joined.items():
-            before = self.severity_before[violation_id]
-            if SEVERITY_RANK[violation.severity] > SEVERITY_RANK[before]:
-                self._alert_routes(violation)
-
-    def _alert_routes(self, violation: Violation) -> None:
-        if not violation.in_order_period:
-            return
-        case = self.cases[violation.case_id]
-        for name in case.alert:
-            route = self.routes.get(name)
-            if route is None:
-                # Config validation rejects this; never fail the evidence over it.
-                log.error("case %s names unknown alert route %s; alert not queued", case.id, name)
-                continue
-            if SEVERITY_RANK[route.min_severity] > SEVERITY_RANK[violation.severity]:
-                continue
-            due = self.now + route.group_wait
-            if enqueue_alert(
-                self.session,
-                dedup_key=f"violation:{violation.id}:{name}",
-                route=name,
-                category="violation",
-                severity=violation.severity,
-                title=None,
-                body=None,
-                now=self.now,
-                due_at=due,
-                violation_id=violation.id,
-            ):
-                self.queued += 1
+    def changes(self) -> list[ViolationChange]:
+        """What this poll did to the timeline, for the alert planner."""
+        opened = [
+            ViolationChange(v, True, v.severity, v.kind, self.added.get(v.id, 0))
+            for v in self.created.values()
+        ]
+        joined = [
+            ViolationChange(v, False, *self.before[v.id], self.added.get(v.id, 0))
+            for v in self.joined.values()
+        ]
+        return opened + joined
 
 
 # ---------------------------------------------------------------- the store
@@ -418,8 +349,19 @@ class _PollWrite:
 class Store:
     """All reads and writes of the evidence store (see the module docstring)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cases: Iterable[CaseSettings] = (),
+        planner: AlertPlanner | None = None,
+    ) -> None:
+        """``cases`` are the configured cases (violations are grouped by their
+        settings); ``planner`` queues the alerts of each change, and without one
+        nothing is queued (the read-only commands and benchmarks)."""
         self.engine = engine
+        self._cases = {case.id: case for case in cases}
+        self._planner = planner
         self._write = session_factory(engine)
         self._read = session_factory(engine, readonly=True)
 
@@ -434,7 +376,7 @@ class Store:
         with self._errors(), self._write.begin() as session:
             for case in cases:
                 values = _case_values(case, now)
-                statement = _dialect_insert(session, Case.__table__)  # type: ignore[arg-type]
+                statement = dialect_insert(session, Case.__table__)  # type: ignore[arg-type]
                 statement = statement.values(**values)
                 update = {k: v for k, v in values.items() if k != "id"}
                 session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=update))
@@ -452,7 +394,7 @@ class Store:
             return [_state_view(row) for row in rows]
 
     def _locked_state(self, session: Session, name: str, watcher_type: str) -> WatcherState:
-        _insert_ignore(
+        insert_ignore(
             session,
             WatcherState.__table__,  # type: ignore[arg-type]
             {
@@ -474,7 +416,8 @@ class Store:
     def record_failure(
         self, watcher: str, watcher_type: str, message: str, now: datetime, *, disable: bool
     ) -> FailureView:
-        """Count a failed poll; the cursor stays, so nothing is skipped on recovery."""
+        """Count a failed poll, and queue the health alert it calls for in the same
+        transaction; the cursor stays, so nothing is skipped on recovery."""
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
             row = self._locked_state(session, watcher, watcher_type)
@@ -484,48 +427,18 @@ class Store:
             row.last_error_at = now
             if disable:
                 row.disabled_reason = message
+            if self._planner is not None:
+                failure = WatcherFailure(
+                    watcher=watcher,
+                    message=message,
+                    consecutive_failures=row.consecutive_failures,
+                    failing_alerted=row.failing_alerted,
+                    disabled=disable,
+                    episode=episode(row.last_success_at),
+                )
+                if self._planner.watcher_failed(session, failure, now):
+                    row.failing_alerted = True
             return FailureView(row.consecutive_failures, row.failing_alerted, row.disabled_reason)
-
-    def mark_failing_alerted(self, watcher: str) -> None:
-        with self._errors(), self._write.begin() as session:
-            row = session.get(WatcherState, watcher, with_for_update=True)
-            if row is None:
-                raise StoreError(f"no state for watcher {watcher!r}")
-            row.failing_alerted = True
-
-    # -- alerts
-
-    def enqueue_alert(
-        self,
-        session: Session | None = None,
-        *,
-        dedup_key: str,
-        route: str,
-        category: str,
-        severity: str,
-        title: str | None,
-        body: str | None,
-        now: datetime,
-        due_at: datetime | None = None,
-        violation_id: str | None = None,
-    ) -> bool:
-        """``enqueue_alert`` in the caller's transaction, or in its own one."""
-        values: dict[str, Any] = {
-            "dedup_key": dedup_key,
-            "route": route,
-            "category": category,
-            "severity": severity,
-            "title": title,
-            "body": body,
-            "now": now,
-            "due_at": due_at,
-            "violation_id": violation_id,
-        }
-        if session is not None:
-            with self._errors():
-                return enqueue_alert(session, **values)
-        with self._errors(), self._write.begin() as own:
-            return enqueue_alert(own, **values)
 
     # -- observations
 
@@ -546,43 +459,40 @@ class Store:
                 fresh.append(obs)
         return fresh
 
-    def record_poll(
-        self,
-        watcher: str,
-        watcher_type: str,
-        observations: Sequence[Observation],
-        hits: Mapping[int, Sequence[Hit]],
-        new_state: Mapping[str, Any],
-        status_notes: Sequence[str],
-        cases: Mapping[str, CaseSettings],
-        routes: Mapping[str, Route],
-        now: datetime,
-    ) -> RecordResult:
+    def record_poll(self, poll: PollRecord) -> RecordResult:
         """Store one successful poll in one transaction: new evidence (chained), the
-        violations its hits open or join, their alerts, and the watcher's new state.
+        violations its hits open or join, the alerts the planner queues for them and
+        for a recovered watcher, and the watcher's new state.
 
-        ``hits`` maps an index into ``observations`` to that observation's hits; hits of
-        observations already stored are ignored (they were handled when first stored).
+        Hits of observations already stored are ignored (they were handled when first
+        stored).
         """
+        now = poll.now
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
-            stored, fresh = self._append_evidence(session, watcher, observations, now)
-            write = _PollWrite(session, cases, routes, now)
-            self._ensure_cases(session, hits, fresh, cases, now)
+            stored, fresh = self._append_evidence(session, poll.watcher, poll.observations, now)
+            write = _PollWrite(session, self._cases, now)
+            self._ensure_cases(session, poll.hits, fresh, self._cases, now)
             for item in fresh:
-                for hit in hits.get(item.index, ()):
+                for hit in poll.hits.get(item.index, ()):
                     write.add_hit(hit, item)
-            write.queue_alerts()
-            recovered = self._record_success(
-                session, watcher, watcher_type, new_state, status_notes, now
-            )
+            queued = 0
+            if self._planner is not None:
+                queued = self._planner.violations_changed(session, write.changes(), now)
+            row = self._locked_state(session, poll.watcher, poll.watcher_type)
+            recovered = row.consecutive_failures > 0 and row.failing_alerted
+            if recovered and self._planner is not None:
+                self._planner.watcher_recovered(
+                    session, poll.watcher, episode(row.last_success_at), now
+                )
+            _record_success(row, poll)
             versions = sum(1 for version in stored if version > 1)
             return RecordResult(
                 new_evidence=len(stored) - versions,
                 new_versions=versions,
                 new_violations=len(write.created),
                 joined_violations=len(write.joined),
-                queued_alerts=write.queued,
+                queued_alerts=queued,
                 recovered=recovered,
             )
 
@@ -650,29 +560,7 @@ class Store:
         for case_id in sorted(wanted):
             case = cases.get(case_id)
             if case is not None:
-                _insert_ignore(session, Case.__table__, _case_values(case, now), "id")  # type: ignore[arg-type]
-
-    def _record_success(
-        self,
-        session: Session,
-        watcher: str,
-        watcher_type: str,
-        new_state: Mapping[str, Any],
-        status_notes: Sequence[str],
-        now: datetime,
-    ) -> bool:
-        row = self._locked_state(session, watcher, watcher_type)
-        recovered = row.consecutive_failures > 0 and row.failing_alerted
-        row.cursor = dict(new_state)
-        row.status_notes = list(status_notes)
-        row.last_poll_at = now
-        row.last_success_at = now
-        row.last_error = None
-        row.last_error_at = None
-        row.consecutive_failures = 0
-        row.failing_alerted = False
-        row.disabled_reason = None
-        return recovered
+                insert_ignore(session, Case.__table__, _case_values(case, now), "id")  # type: ignore[arg-type]
 
     # -- reading
 
@@ -714,6 +602,18 @@ class Store:
         return OutboxSummary(
             pending=row[0], due_now=row[1], failing=row[2], oldest_pending_at=row[3]
         )
+
+
+def _record_success(row: WatcherState, poll: PollRecord) -> None:
+    row.cursor = dict(poll.state)
+    row.status_notes = list(poll.status_notes)
+    row.last_poll_at = poll.now
+    row.last_success_at = poll.now
+    row.last_error = None
+    row.last_error_at = None
+    row.consecutive_failures = 0
+    row.failing_alerted = False
+    row.disabled_reason = None
 
 
 def _evidence_row(
