@@ -26,7 +26,7 @@ from sqlalchemy import update
 from service.alerts import AlertDispatcher, DeliveryReport
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
-from service.health import beat
+from service.health import beat, ping
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
 from service.planner import AlertPlanner
@@ -51,7 +51,14 @@ class OnceReport:
 class Service:
     """The store, pipeline and dispatcher for one config, built once per process."""
 
-    def __init__(self, loaded: LoadedConfig, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        intervals: tuple[timedelta, timedelta] = (ALERT_INTERVAL, HEARTBEAT_INTERVAL),
+    ) -> None:
+        """``intervals`` are (alert delivery, heartbeat); tests shorten them."""
         self.loaded = loaded
         self.settings = loaded.settings
         self.clock = clock
@@ -66,6 +73,10 @@ class Service:
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = clock()
+        self.alert_interval, self.heartbeat_interval = intervals
+        # Set by a good poll, cleared by the ping it earns: the dead-man's switch is
+        # pinged only while polls succeed, never when every watcher fails.
+        self._good_poll = threading.Event()
 
     def _enable_watchers_again(self) -> None:
         """A watcher disabled for bad credentials gets one new try per start, so that
@@ -84,12 +95,20 @@ class Service:
 
     def heartbeat(self) -> None:
         beat(self.sessions, self.instance, self.started_at, self.clock())
+        url = self.settings.heartbeat_url
+        if url and self._good_poll.is_set():
+            self._good_poll.clear()
+            ping(url)
 
     def run_once(self) -> OnceReport:
         """Every watcher once, then every queued alert, without waiting out group_wait."""
-        self.heartbeat()
         polls = [self.pipeline.poll(w.display_name) for w in self.settings.watchers]
-        delivery = self.dispatcher.deliver_due(self.clock(), ignore_group_wait=True)
+        if any(poll.ok for poll in polls):
+            self._good_poll.set()
+        self.heartbeat()
+        now = self.clock()
+        self.store.tick(now)
+        delivery = self.dispatcher.deliver_due(now, ignore_group_wait=True)
         return OnceReport(polls=polls, delivery=delivery)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
@@ -114,13 +133,13 @@ class Service:
             )
         scheduler.add_job(
             self._deliver_job,
-            IntervalTrigger(seconds=ALERT_INTERVAL.total_seconds()),
+            IntervalTrigger(seconds=self.alert_interval.total_seconds()),
             id="deliver-alerts",
             next_run_time=now,
         )
         scheduler.add_job(
             self.heartbeat,
-            IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
+            IntervalTrigger(seconds=self.heartbeat_interval.total_seconds()),
             id="heartbeat",
             next_run_time=now,
         )
@@ -148,6 +167,7 @@ class Service:
     def _poll_job(self, scheduler: BackgroundScheduler, name: str) -> None:
         outcome = self.pipeline.poll(name)
         if outcome.ok:
+            self._good_poll.set()
             if outcome.new_evidence:
                 log.info(
                     "watcher %s: %d new evidence item(s), %d new violation(s)",
@@ -162,7 +182,9 @@ class Service:
             scheduler.pause_job(_job_id(name))
 
     def _deliver_job(self) -> None:
-        report = self.dispatcher.deliver_due(self.clock())
+        now = self.clock()
+        self.store.tick(now)  # digests due by the clock
+        report = self.dispatcher.deliver_due(now)
         if report.sent or report.failed:
             log.info("alerts: %d sent, %d failed", report.sent, report.failed)
 

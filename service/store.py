@@ -440,6 +440,14 @@ class Store:
                     row.failing_alerted = True
             return FailureView(row.consecutive_failures, row.failing_alerted, row.disabled_reason)
 
+    def tick(self, now: datetime) -> int:
+        """Queue what the clock calls for (daily digests), in one transaction."""
+        _require_aware(now)
+        if self._planner is None:
+            return 0
+        with self._errors(), self._write.begin() as session:
+            return self._planner.tick(session, now)
+
     # -- observations
 
     def new_observations(self, observations: Sequence[Observation]) -> list[Observation]:

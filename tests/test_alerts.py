@@ -584,7 +584,8 @@ def test_health_alert_is_queued_once_per_operator_route(
 
     with sessions() as session:
         rows = session.scalars(select(models.OutboxAlert)).all()
-        assert [(r.route, r.category, r.severity) for r in rows] == [("ops", "health", "high")]
+        # Health is its own severity, below every violation (#18): never "HIGH".
+        assert [(r.route, r.category, r.severity) for r in rows] == [("ops", "health", "operator")]
         assert rows[0].dedup_key == "health:reddit:failing:2026-05-01T09:00:00Z:ops"
 
     report = AlertDispatcher(settings, sessions).deliver_due(NOW)
@@ -592,7 +593,7 @@ def test_health_alert_is_queued_once_per_operator_route(
     assert report.sent == 1
     assert webhook_receiver.requests == []
     [message] = smtp_server.messages
-    assert message["Subject"] == "nocontact: watcher reddit is failing"
+    assert message["Subject"] == "nocontact: source reddit is failing"
     assert "HTTP 503 from oauth.reddit.com" in plain_text(message)
     assert CLOSING_LINE not in plain_text(message)
 
@@ -617,8 +618,8 @@ def test_health_alert_goes_to_every_route_when_none_is_operator(
     with sessions() as session:
         rows = session.scalars(select(models.OutboxAlert).order_by(models.OutboxAlert.route))
         assert [(r.route, r.severity, r.due_at) for r in rows] == [
-            ("mail", "low", NOW),
-            ("phone", "low", NOW),
+            ("mail", "operator", NOW),
+            ("phone", "operator", NOW),
         ]
 
 
