@@ -274,18 +274,17 @@ def fold(
         key=lambda sev: SEVERITY_RANK.get(sev, 0),
     )
     by_kind = Counter(v.kind for v in violations)
-    authors = Counter(
-        author
-        for v in violations
-        for author in distinct(link.evidence.author_handle for link in v.evidence_links)
-    )
+    items = [link.evidence for v in violations for link in v.evidence_links]
+    authors = Counter(item.author_handle or "unknown" for item in items)
     cases = distinct(v.case_id for v in violations)
     lines = [f"{total} alert(s) held back ({why}), now in one message."]
+    if items:
+        lines.append(f"{len(items)} item(s) from {len(authors)} account(s), all stored.")
     if by_kind:
-        lines.append("By kind:")
+        lines.append("Alerts by kind:")
         lines += [f"  {n} × {kind_text(kind).count}" for kind, n in by_kind.most_common()]
     if authors:
-        lines.append(f"By author ({len(authors)}):")
+        lines.append(f"Items by author ({len(authors)}):")
         lines += [f"  {n} × {name}" for name, n in authors.most_common(MAX_LISTED_AUTHORS)]
         if len(authors) > MAX_LISTED_AUTHORS:
             lines.append(f"  and {len(authors) - MAX_LISTED_AUTHORS} more author(s)")

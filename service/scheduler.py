@@ -118,7 +118,8 @@ class Service:
             executors={"default": ThreadPoolExecutor(max(4, len(self.settings.watchers) + 2))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
-        now = self.clock()
+        # APScheduler runs on the wall clock; the injected clock dates what is recorded.
+        now = utcnow()
         for watcher in self.settings.watchers:
             every = watcher.every.total_seconds()
             scheduler.add_job(
@@ -177,7 +178,7 @@ class Service:
                 )
             return
         if outcome.retry_after is not None and not outcome.disabled:
-            scheduler.modify_job(_job_id(name), next_run_time=self.clock() + outcome.retry_after)
+            scheduler.modify_job(_job_id(name), next_run_time=utcnow() + outcome.retry_after)
         if outcome.disabled:
             scheduler.pause_job(_job_id(name))
 
