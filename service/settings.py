@@ -85,6 +85,8 @@ class CaseSettings(_Strict):
 
 
 def _clock_time(value: object) -> object:
+    if isinstance(value, time):
+        return value
     # A string, so that YAML's 1.1 sexagesimal ints (08:00 → 480) never slip through.
     if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", value.strip()):
         raise ValueError('write a time of day in quotes, like "08:00"')
@@ -93,6 +95,8 @@ def _clock_time(value: object) -> object:
 
 
 def _time_range(value: object) -> object:
+    if isinstance(value, tuple) and all(isinstance(part, time) for part in value):
+        return value
     if not isinstance(value, str) or value.count("-") != 1:
         raise ValueError('write it like "22:00-07:00"')
     start, end = (_clock_time(part.strip()) for part in value.split("-"))
