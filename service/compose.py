@@ -150,14 +150,15 @@ class Composer:
                 models.Violation.created_at > now - DIGEST_PERIOD,
             )
         )
-        names = [watcher.display_name for watcher in self._settings.watchers]
+        every = {w.display_name: w.every for w in self._settings.watchers}
+        names = list(every)
         states = {
             state.name: state
             for state in session.scalars(
                 select(models.WatcherState).where(models.WatcherState.name.in_(names))
             )
         }
-        sources = [_source_health(name, states.get(name)) for name in names]
+        sources = [_source_health(name, states.get(name), every[name]) for name in names]
         zone = route_timezone(self._settings.cases, route_name)
         message = render_digest(route_name, Counter(kinds), sources, now, zone)
         return Block(message.title, message.body, message.severity, None)
@@ -180,12 +181,12 @@ def _violations(session: Session, ids: Sequence[str]) -> dict[str, models.Violat
     return found
 
 
-def _source_health(name: str, state: models.WatcherState | None) -> SourceHealth:
+def _source_health(name: str, state: models.WatcherState | None, every: timedelta) -> SourceHealth:
     if state is None:
-        return SourceHealth(name, None, "not polled yet")
+        return SourceHealth(name, None, "not polled yet", every)
     problem = None
     if state.disabled_reason:
         problem = f"disabled: {state.disabled_reason}"
     elif state.consecutive_failures >= DEFAULT_FAILURE_THRESHOLD:
         problem = f"failing: {state.last_error or 'unknown error'}"
-    return SourceHealth(name, state.last_success_at, problem)
+    return SourceHealth(name, state.last_success_at, problem, every)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apprise import NotifyType
@@ -306,6 +306,13 @@ class SourceHealth:
     name: str
     last_success_at: datetime | None
     problem: str | None  # disabled or failing, with its last error
+    every: timedelta = timedelta(0)  # its poll interval
+
+    def on_schedule(self, now: datetime) -> bool:
+        """Checked lately: within the hour, or two of its own intervals if longer."""
+        window = max(timedelta(hours=1), 2 * self.every)
+        seen = self.last_success_at
+        return self.problem is None and seen is not None and seen >= now - window
 
 
 def render_digest(
@@ -324,16 +331,15 @@ def render_digest(
         lines += [f"  {n} × {kind_text(kind).count}" for kind, n in counts.most_common()]
     else:
         lines.append("Last 24 hours: no violations recorded.")
-    hour_ago = now.timestamp() - 3600
-    fresh = [
-        s
-        for s in sources
-        if s.problem is None and s.last_success_at and s.last_success_at.timestamp() >= hour_ago
-    ]
+    fresh = [source for source in sources if source.on_schedule(now)]
     if sources and len(fresh) == len(sources):
-        lines.append(f"Sources: all {len(sources)} checked in the last hour.")
+        within_hour = all(
+            s.last_success_at and s.last_success_at >= now - timedelta(hours=1) for s in sources
+        )
+        when = "in the last hour" if within_hour else "on schedule"
+        lines.append(f"Sources: all {len(sources)} checked {when}.")
     else:
-        lines.append(f"Sources: {len(fresh)} of {len(sources)} checked in the last hour.")
+        lines.append(f"Sources: {len(fresh)} of {len(sources)} checked on schedule.")
         for source in sources:
             if source in fresh:
                 continue

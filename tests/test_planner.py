@@ -303,3 +303,24 @@ def test_new_route_keys_are_validated_with_their_line() -> None:
 def test_an_empty_heartbeat_url_from_the_environment_is_off() -> None:
     settings = Settings.model_validate({"cases": [make_case().model_dump()], "heartbeat_url": ""})
     assert settings.heartbeat_url is None
+
+
+def test_the_digest_names_each_source_that_is_not_checked_on_schedule() -> None:
+    from collections import Counter
+
+    from service.messages import SourceHealth, render_digest
+
+    sources = [
+        SourceHealth("forum", NOW - timedelta(minutes=5), None, timedelta(minutes=10)),
+        SourceHealth("daily-blog", NOW - timedelta(hours=20), None, timedelta(hours=12)),
+        SourceHealth("x", NOW - timedelta(days=2), "failing: HTTP 503", timedelta(minutes=15)),
+    ]
+    message = render_digest("phone", Counter({"contact": 2}), sources, NOW, "Europe/Berlin")
+
+    assert message.title == "nocontact: daily digest — 2 violation(s) in 24 h"
+    assert "  2 × contact by the restrained party" in message.body
+    assert "Sources: 2 of 3 checked on schedule." in message.body
+    assert "  x: failing: HTTP 503 (last success 2026-04-29T10:00:30Z)" in message.body
+    assert "forum:" not in message.body
+    ok = render_digest("phone", Counter(), sources[:2], NOW, "UTC")
+    assert "Sources: all 2 checked on schedule." in ok.body
