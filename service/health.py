@@ -8,9 +8,12 @@ cron job or another machine pointed at the same PostgreSQL database.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +23,10 @@ from service.models import Heartbeat, Violation, WatcherState
 # The heartbeat instance of `run --once` ends with this: such a run is reported as the
 # last run, never as a running service.
 ONCE_SUFFIX = ":once"
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_SECONDS = 10
 
 # Three missed beats of a 30 s heartbeat: one slow poll or GC pause is not an outage.
 DEFAULT_STALE_AFTER = timedelta(seconds=90)
@@ -214,3 +221,19 @@ def recent_violations(
             if case_id in counts:
                 counts[case_id] = (int(last_day), int(last_week))
     return counts
+
+
+def ping(url: str) -> bool:
+    """GET the dead-man's switch (healthchecks.io, Uptime Kuma push): "still running".
+
+    The URL's path and query are its secret, so only its host is ever logged."""
+    host = urlsplit(url).hostname or "?"
+    try:
+        response = httpx.get(url, timeout=PING_TIMEOUT_SECONDS, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        log.warning("heartbeat ping to %s failed: %s", host, type(exc).__name__)
+        return False
+    if response.is_error:
+        log.warning("heartbeat ping to %s failed: HTTP %d", host, response.status_code)
+        return False
+    return True
