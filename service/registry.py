@@ -17,6 +17,7 @@ BUILTIN = {
     "rss": "watchers.rss:RssWatcher",
     "reddit": "watchers.reddit:RedditWatcher",
     "x": "watchers.x:XWatcher",
+    "bluesky": "watchers.bluesky:BlueskyWatcher",
 }
 
 

@@ -1,0 +1,343 @@
+"""The Bluesky watcher against the local fake Bluesky (XRPC through the real atproto
+client) and the local fake Jetstream (WebSocket)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.fakes.bluesky_server import (
+    APP_PASSWORD,
+    IDENTIFIER,
+    PROTECTED_DID,
+    FakeBluesky,
+    FakeJetstream,
+    bluesky_server_fixture,  # noqa: F401
+    fixture,
+    jetstream_fixture,  # noqa: F401
+    time_us,
+)
+from watchers.base import AuthError, Targets
+from watchers.bluesky import BlueskySettings, BlueskyWatcher, ReadOnlyViolation
+from watchers.bluesky_stream import REWIND_US
+
+JDOE_DID = "did:plc:johndoe00000000000000001"
+FRIEND_DID = "did:plc:jdoefriend00000000000001"
+ALT_DID = "did:plc:j0hnd0e00000000000000001"
+STRANGER_DID = "did:plc:stranger0000000000000001"
+NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+TARGETS = Targets(
+    protected_handles=frozenset({IDENTIFIER}),
+    protected_names=frozenset({"Alex Smith"}),
+    restrained_handles=frozenset({"johndoe.bsky.social"}),
+    associate_handles=frozenset({"jdoefriend.bsky.social"}),
+    restrained_names=frozenset({"John Doe"}),
+)
+
+
+def at(minutes: int) -> datetime:
+    return NOW - timedelta(hours=1) + timedelta(minutes=minutes)
+
+
+def record(text: str, when: datetime, **extra: Any) -> dict[str, Any]:
+    return {"$type": "app.bsky.feed.post", "text": text, "createdAt": when.isoformat(), **extra}
+
+
+def reply_to(did: str, rkey: str) -> dict[str, Any]:
+    ref = {"uri": f"at://{did}/app.bsky.feed.post/{rkey}", "cid": f"bafyrei{rkey}cid"}
+    return {"root": ref, "parent": ref}
+
+
+def mention_facet(did: str, start: int, end: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "$type": "app.bsky.richtext.facet",
+            "index": {"byteStart": start, "byteEnd": end},
+            "features": [{"$type": "app.bsky.richtext.facet#mention", "did": did}],
+        }
+    ]
+
+
+def populate(server: FakeBluesky) -> None:
+    server.add_account(JDOE_DID, "johndoe.bsky.social", "John Doe", "2023-02-01T00:00:00.000Z")
+    server.add_account(FRIEND_DID, "jdoefriend.bsky.social", "Jim", "2023-03-01T00:00:00.000Z")
+    server.add_account(ALT_DID, "j0hnd0e.bsky.social", "J", "2026-04-20T00:00:00.000Z")
+    server.add_account(STRANGER_DID, "gardener.bsky.social", "G", "2022-01-01T00:00:00.000Z")
+    server.add_post(
+        JDOE_DID,
+        "3jdoe1",
+        record("you cannot hide", at(1), reply=reply_to(PROTECTED_DID, "3alex1")),
+        at(1),
+        notify="reply",
+    )
+    server.add_post(JDOE_DID, "3jdoe2", record("Alex Smith is a liar", at(2)), at(2))
+    server.add_post(FRIEND_DID, "3friend1", record("Tell Alex Smith to call", at(3)), at(3))
+    server.add_post(
+        ALT_DID,
+        "3alt1",
+        record("@alex.bsky.social hi", at(4), facets=mention_facet(PROTECTED_DID, 0, 17)),
+        at(4),
+        notify="mention",
+    )
+
+
+def settings(
+    server: FakeBluesky, jet: FakeJetstream | None = None, **extra: Any
+) -> BlueskySettings:
+    values: dict[str, Any] = {
+        "type": "bluesky",
+        "identifier": IDENTIFIER,
+        "app_password": APP_PASSWORD,
+        "service_url": server.base_url,
+        "appview_url": server.base_url,
+        "jetstream_url": jet.url if jet else "ws://127.0.0.1:9/subscribe",
+        "realtime": jet is not None,
+        "catchup": "3s",
+        "timeout": "5s",
+    }
+    return BlueskySettings.model_validate(values | extra)
+
+
+@pytest.fixture
+def watchers() -> Iterator[list[BlueskyWatcher]]:
+    made: list[BlueskyWatcher] = []
+    yield made
+    for watcher in made:
+        watcher.close()
+
+
+def make(made: list[BlueskyWatcher], config: BlueskySettings) -> BlueskyWatcher:
+    watcher = BlueskyWatcher(config, TARGETS, clock=lambda: NOW)
+    made.append(watcher)
+    return watcher
+
+
+def test_notifications_and_author_feeds_through_the_real_client(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    watcher = make(watchers, settings(bluesky_server))
+    result = watcher.poll({})
+    by_id = {o.native_id: o for o in result.observations}
+    jdoe_reply = by_id[f"at://{JDOE_DID}/app.bsky.feed.post/3jdoe1"]
+    assert jdoe_reply.kind == "reply"
+    assert jdoe_reply.author_id == JDOE_DID
+    assert jdoe_reply.author_handle == "johndoe.bsky.social"
+    # The DID replied to is the protected person: named as the case knows them.
+    assert jdoe_reply.addressed_to == (IDENTIFIER,)
+    assert jdoe_reply.url == f"https://bsky.app/profile/{JDOE_DID}/post/3jdoe1"
+    raw = json.loads(jdoe_reply.raw)
+    assert raw["uri"] == jdoe_reply.native_id
+    assert raw["cid"] == "bafyrei3jdoe1cid"
+    assert raw["record"]["text"] == "you cannot hide"
+    alt = by_id[f"at://{ALT_DID}/app.bsky.feed.post/3alt1"]
+    assert alt.addressed_to == (IDENTIFIER,)
+    assert alt.author_created_at == datetime(2026, 4, 20, tzinfo=UTC)
+    assert f"at://{FRIEND_DID}/app.bsky.feed.post/3friend1" in by_id
+    assert f"at://{JDOE_DID}/app.bsky.feed.post/3jdoe2" in by_id
+    # Login once, then only reads; notifications carry the session's token.
+    posts = [r for r in bluesky_server.requests if r.method == "POST"]
+    assert [r.nsid for r in posts] == ["com.atproto.server.createSession"]
+    listed = [r for r in bluesky_server.requests if "listNotifications" in r.nsid]
+    assert listed
+    assert all(r.authorized for r in listed)
+    assert result.state["dids"]["johndoe.bsky.social"] == JDOE_DID
+    # Same posts again: nothing new is read as new.
+    again = watcher.poll(result.state)
+    assert again.observations == []
+
+
+def test_recorded_lexicon_shapes_are_read(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    recorded = fixture("app.bsky.notification.listNotifications.json")
+    bluesky_server.notifications = recorded["notifications"]
+    watcher = make(watchers, settings(bluesky_server, backlog=100))
+    result = watcher.poll({})
+    wanted = {"reply", "mention", "quote"}
+    expected = [n["uri"] for n in recorded["notifications"][:100] if n["reason"] in wanted]
+    assert [o.native_id for o in result.observations] == expected
+    for obs in result.observations:
+        assert obs.url
+        assert obs.url.startswith("https://bsky.app/profile/did:plc:")
+        assert obs.author_handle
+        assert obs.author_id
+        assert obs.posted_at
+
+
+def test_without_credentials_only_public_data_is_read(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    config = settings(bluesky_server, identifier=None, app_password=None)
+    result = make(watchers, config).poll({})
+    assert result.observations
+    assert not any("listNotifications" in r.nsid for r in bluesky_server.requests)
+    assert not any(r.method == "POST" for r in bluesky_server.requests)
+
+
+def test_rejected_app_password_is_an_auth_error_without_the_secret(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    watcher = make(watchers, settings(bluesky_server, app_password="wrong-s3cr3t-pw"))
+    with pytest.raises(AuthError) as caught:
+        watcher.poll({})
+    assert "app password rejected" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_the_client_refuses_every_write(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    watcher = make(watchers, settings(bluesky_server))
+    watcher.poll({})
+    client = watcher._account
+    repo = client.com.atproto.repo
+    post = {"$type": "app.bsky.feed.post", "text": "hi", "createdAt": "2026-05-01T00:00:00Z"}
+    for write in (
+        lambda: repo.create_record(
+            {"repo": PROTECTED_DID, "collection": "app.bsky.feed.post", "record": post}
+        ),
+        lambda: repo.delete_record(
+            {"repo": PROTECTED_DID, "collection": "app.bsky.feed.post", "rkey": "3x"}
+        ),
+        lambda: client.app.bsky.graph.mute_actor({"actor": JDOE_DID}),
+        lambda: client.app.bsky.notification.update_seen({"seen_at": "2026-01-01T00:00:00Z"}),
+    ):
+        with pytest.raises(ReadOnlyViolation):
+            write()
+    assert bluesky_server.write_attempts == []
+
+
+def test_missing_app_password_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="identifier and app_password go together"):
+        BlueskySettings.model_validate({"type": "bluesky", "identifier": IDENTIFIER})
+
+
+# ---------------------------------------------------------------- Jetstream
+
+
+def test_jetstream_follows_the_watched_dids_in_real_time(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    jetstream.post(JDOE_DID, "3live1", record("Alex Smith again", at(10)), at(10))
+    jetstream.post(STRANGER_DID, "3other", record("Alex Smith roses", at(11)), at(11))
+    config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
+    watcher = make(watchers, config)
+    first = watcher.poll({})
+    ids = [o.native_id for o in first.observations]
+    assert ids == [f"at://{JDOE_DID}/app.bsky.feed.post/3live1"]
+    live = first.observations[0]
+    assert live.author_handle == "johndoe.bsky.social"
+    assert json.loads(live.raw)["cid"] == "bafyrei3live1cid"
+    assert first.state["cursor_us"] == time_us(at(10))
+    assert set(jetstream.connections[0]["wantedDids"]) == {JDOE_DID, FRIEND_DID}
+    assert jetstream.connections[0]["wantedCollections"] == ["app.bsky.feed.post"]
+
+    # Events arriving between polls are returned by the next poll.
+    jetstream.post(FRIEND_DID, "3live2", record("call Alex Smith", at(12)), at(12))
+    jetstream.delete(JDOE_DID, "3live1", at(13))
+    jetstream.identity(JDOE_DID, "johnny.bsky.social", at(14), seq=77)
+    second = poll_until(watcher, first.state, 3)
+    kinds = {(o.native_id, o.kind) for o in second.observations}
+    assert (f"at://{FRIEND_DID}/app.bsky.feed.post/3live2", "post") in kinds
+    deletion = next(o for o in second.observations if o.native_id == live.native_id)
+    assert deletion.text == ""
+    assert json.loads(deletion.raw)["commit"]["operation"] == "delete"
+    handle = next(o for o in second.observations if o.kind == "account")
+    assert "from @johndoe.bsky.social to @johnny.bsky.social" in handle.text
+    assert handle.author_id == JDOE_DID
+    assert second.state["cursor_us"] == time_us(at(14))
+
+
+def poll_until(watcher: BlueskyWatcher, state: dict[str, Any], count: int) -> Any:
+    """Poll until ``count`` observations have arrived (the stream is asynchronous)."""
+    found: list[Any] = []
+    for _attempt in range(100):
+        result = watcher.poll(state)
+        found += result.observations
+        state = result.state
+        if len(found) >= count:
+            break
+        import time
+
+        time.sleep(0.05)
+    result.observations = found
+    return result
+
+
+def test_a_restart_resumes_from_the_cursor(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
+    jetstream.post(JDOE_DID, "3a", record("one", at(10)), at(10))
+    first = make(watchers, config).poll({})
+    assert [o.native_id.rsplit("/", 1)[1] for o in first.observations] == ["3a"]
+    watchers.pop().close()
+    # While nocontact is down, two more posts.
+    jetstream.post(JDOE_DID, "3b", record("two", at(11)), at(11))
+    jetstream.post(JDOE_DID, "3c", record("three", at(12)), at(12))
+    second = make(watchers, config).poll(first.state)
+    assert jetstream.connections[-1]["cursor"] == [str(time_us(at(10)) - REWIND_US)]
+    rkeys = sorted({o.native_id.rsplit("/", 1)[1] for o in second.observations})
+    # 3a is inside the rewind margin and is read again: the store keeps it once.
+    assert {"3b", "3c"} <= set(rkeys) <= {"3a", "3b", "3c"}
+    assert second.state["cursor_us"] == time_us(at(12))
+
+
+def test_a_cursor_older_than_the_replay_window_is_a_recorded_gap(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
+    old = {"v": 1, "cursor_us": time_us(NOW - timedelta(days=3))}
+    result = make(watchers, config).poll(old)
+    gaps = [o for o in result.observations if o.native_id.startswith("jetstream-gap:")]
+    assert len(gaps) == 1
+    assert "replay window" in gaps[0].text
+    assert any("Coverage gap" in note for note in result.status_notes)
+
+
+def test_whole_network_keeps_only_posts_about_the_protected_person(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    jetstream.post(STRANGER_DID, "3rose", record("The Alex Smithson rose", at(10)), at(10))
+    jetstream.post(STRANGER_DID, "3cat", record("my cat", at(11)), at(11))
+    reply = record("hi", at(12), reply=reply_to(PROTECTED_DID, "3p"))
+    jetstream.post(ALT_DID, "3alt2", reply, at(12))
+    jetstream.post(ALT_DID, "3alt3", record("Alex Smith, answer", at(13)), at(13))
+    config = settings(
+        bluesky_server, jetstream, identifier=None, app_password=None, backlog=0, network="all"
+    )
+    watcher = make(watchers, config)
+    result = watcher.poll({})
+    rkeys = {o.native_id.rsplit("/", 1)[1] for o in result.observations}
+    # The prefilter is broad ("Smithson" passes); the matcher decides. The cat does not.
+    assert rkeys == {"3rose", "3alt2", "3alt3"}
+    assert "wantedDids" not in jetstream.connections[0]
+    alt = next(o for o in result.observations if o.native_id.endswith("3alt2"))
+    assert alt.author_handle == "j0hnd0e.bsky.social"
+    assert alt.author_created_at == datetime(2026, 4, 20, tzinfo=UTC)
+    # One profile lookup per new author, however many posts they wrote.
+    asked = [
+        a
+        for r in bluesky_server.requests
+        if r.nsid.endswith("getProfiles")
+        for a in r.params["actors"]
+    ]
+    assert asked.count(ALT_DID) == 1
+    info = watcher.lookup_account("j0hnd0e.bsky.social")
+    assert info is not None
+    assert info.account_id == ALT_DID
+    # A captured stranger's post that is deleted later is recorded as deleted.
+    jetstream.delete(STRANGER_DID, "3rose", at(20))
+    jetstream.delete(STRANGER_DID, "3cat", at(21))
+    later = poll_until(watcher, result.state, 1)
+    assert [o.native_id.rsplit("/", 1)[1] for o in later.observations] == ["3rose"]
