@@ -61,6 +61,7 @@ _KIND_PHRASES = {
     "suspected_alt": "suspected contact from a possible alternate account",
     "mention": "mention by restrained party",
     "third_party": "contact through an associate (third party)",
+    "suspected_proxy": "suspected contact through someone else naming the restrained party",
 }
 _HEALTH_PHRASES: dict[str, str] = {
     "failing": "is failing",

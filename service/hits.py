@@ -7,8 +7,9 @@ from typing import Literal
 
 from service.settings import Severity
 
-ViolationKind = Literal["contact", "suspected_alt", "mention", "third_party"]
-AuthorClass = Literal["restrained", "associate", "suspected_alt"]
+ViolationKind = Literal["contact", "suspected_alt", "mention", "third_party", "suspected_proxy"]
+# "unknown": none of the others, nor the protected person (only a proxy hit uses it).
+AuthorClass = Literal["restrained", "associate", "suspected_alt", "unknown"]
 TargetKind = Literal["contact", "mention"]
 
 

@@ -250,12 +250,17 @@ class _Identifier:
     platform: str | None  # for handles
 
 
+# What a pattern of the text automaton finds: a tag reaching the protected person
+# (contact), their name (mention), or the restrained party's name (for proxy contact).
+_PatternRole = Literal["contact", "mention", "restrained"]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _TextPattern:
-    """A payload of the text automaton: which case a matched pattern targets, how."""
+    """A payload of the text automaton: which case a matched pattern concerns, how."""
 
     case_index: int
-    target: TargetKind
+    target: _PatternRole
     label: str
     # For @/u/ tags: the platform on which the tag reaches the protected person.
     platform: str | None
@@ -358,6 +363,35 @@ def _text_patterns(index: int, case: CaseSettings) -> list[tuple[str, _TextPatte
     return patterns
 
 
+def _restrained_patterns(index: int, case: CaseSettings) -> list[tuple[str, _TextPattern]]:
+    """Normalised patterns naming the restrained party (names, aliases, handles, email
+    addresses): text from an unknown author that addresses the protected person and
+    names them is a suspected proxy ("using friends to send messages")."""
+    labels = [*case.restrained.names, *case.restrained.aliases]
+    for platform, handles in case.restrained.handles.items():
+        for handle in handles:
+            labels.append(handle if platform == EMAIL_PLATFORM else identity_handle(handle))
+    patterns: list[tuple[str, _TextPattern]] = []
+    for label in labels:
+        norm = normalize_text(label)
+        if not norm:
+            continue
+        pattern = _TextPattern(index, "restrained", label, None)
+        patterns.append((norm, pattern))
+        if " " in norm:
+            patterns.append((norm.replace(" ", ""), pattern))
+    return patterns
+
+
+@dataclasses.dataclass(slots=True)
+class _TextFindings:
+    """One scan of an observation's text: targets per case, and per case the first
+    restrained name or handle it contains (as configured)."""
+
+    targets: list[tuple[int, _Target]] = dataclasses.field(default_factory=list)
+    restrained: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
 def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
@@ -397,7 +431,10 @@ class Matcher:
     def _build_automaton(cases: Sequence[CaseSettings]) -> ahocorasick.Automaton | None:
         grouped: dict[str, list[_TextPattern]] = {}
         for index, case in enumerate(cases):
-            for norm, pattern in _text_patterns(index, case):
+            for norm, pattern in (
+                *_text_patterns(index, case),
+                *_restrained_patterns(index, case),
+            ):
                 entries = grouped.setdefault(norm, [])
                 if pattern not in entries:
                     entries.append(pattern)
@@ -423,13 +460,15 @@ class Matcher:
         candidates = self._candidate_indexes(case_ids)
         if not candidates:
             return []
-        targets = self._targets(obs, candidates)
+        findings = self._scan_text(obs, candidates)
+        targets = self._targets(obs, candidates, findings)
         if not targets:
             return []
         context = _AuthorContext(obs, account_lookup)
         hits: list[Hit] = []
         for index in sorted(targets):
-            hit = self._hit_for_case(self._cases[index], obs, targets[index], context)
+            named = findings.restrained.get(index)
+            hit = self._hit_for_case(self._cases[index], obs, targets[index], context, named)
             if hit is not None:
                 hits.append(hit)
         return hits
@@ -456,13 +495,15 @@ class Matcher:
         self._filters[key] = frozenset(indexes)
         return self._filters[key]
 
-    def _targets(self, obs: Observation, candidates: frozenset[int]) -> dict[int, _Target]:
+    def _targets(
+        self, obs: Observation, candidates: frozenset[int], findings: _TextFindings
+    ) -> dict[int, _Target]:
         """The strongest target per case: contact beats mention; an explicit addressee
         is described in preference to a tag in the text."""
         found: dict[int, _Target] = {}
         for index, target in self._addressed_targets(obs, candidates):
             _keep_stronger(found, index, target)
-        for index, target in self._text_targets(obs, candidates):
+        for index, target in findings.targets:
             _keep_stronger(found, index, target)
         return found
 
@@ -481,9 +522,24 @@ class Matcher:
             for index in candidates:
                 yield index, _Target("contact", "to the protected person")
 
-    def _text_targets(
+    def _scan_text(self, obs: Observation, candidates: frozenset[int]) -> _TextFindings:
+        findings = _TextFindings()
+        for index, pattern in self._text_matches(obs, candidates):
+            if pattern.target == "restrained":
+                findings.restrained.setdefault(index, pattern.label)
+            elif pattern.target == "contact":
+                description = f"tagging protected account `{pattern.label}`"
+                findings.targets.append((index, _Target("contact", description)))
+            else:
+                description = f'names the protected person ("{pattern.label}")'
+                findings.targets.append((index, _Target("mention", description)))
+        return findings
+
+    def _text_matches(
         self, obs: Observation, candidates: frozenset[int]
-    ) -> Iterable[tuple[int, _Target]]:
+    ) -> Iterable[tuple[int, _TextPattern]]:
+        """Whole-word matches of the automaton's patterns in the text, for the cases
+        in ``candidates`` (a tag only on the platform where it reaches its account)."""
         if self._automaton is None or not obs.text:
             return
         text = normalize_text(obs.text)
@@ -497,39 +553,39 @@ class Matcher:
             for pattern in entries:
                 if pattern.case_index not in candidates:
                     continue
-                if pattern.target == "contact":
-                    if pattern.platform != obs.platform:
-                        continue
-                    yield (
-                        pattern.case_index,
-                        _Target("contact", f"tagging protected account `{pattern.label}`"),
-                    )
-                else:
-                    yield (
-                        pattern.case_index,
-                        _Target("mention", f'names the protected person ("{pattern.label}")'),
-                    )
+                if pattern.target == "contact" and pattern.platform != obs.platform:
+                    continue
+                yield pattern.case_index, pattern
 
     # -- authors ----------------------------------------------------------------------
 
     def _hit_for_case(
-        self, case: _Case, obs: Observation, target: _Target, context: _AuthorContext
+        self,
+        case: _Case,
+        obs: Observation,
+        target: _Target,
+        context: _AuthorContext,
+        named: str | None,
     ) -> Hit | None:
+        """The hit of one case; ``named`` is the restrained name the text contains."""
         author = self._author(case, obs, context)
         if author is None:
             return None
-        decided = _kind_and_severity(author.cls, target.kind, case.settings)
+        decided = _kind_and_severity(author.cls, target.kind, case.settings, named is not None)
         if decided is None:
             return None
         kind, severity = decided
         in_period, period_note = _order_period(case, obs, self._clock)
-        reason = _reason(obs, author, target) + period_note
+        if kind == "suspected_proxy":
+            reason = _proxy_reason(obs, author, target, named or "")
+        else:
+            reason = _reason(obs, author, target)
         return Hit(
             case_id=case.settings.id,
             kind=kind,
             severity=severity,
-            suspected=author.cls == "suspected_alt",
-            reason=reason,
+            suspected=kind in ("suspected_alt", "suspected_proxy"),
+            reason=reason + period_note,
             author_key=_author_key(obs),
             author_class=author.cls,
             target=target.kind,
@@ -560,7 +616,15 @@ class Matcher:
                 for platform, handles in sorted(case.associates.items()):
                     if platform != obs.platform and key in handles:
                         return _Author("associate", f"associate `{shown}` (listed for {platform})")
-        return _suspect(case, obs, author)
+        return _suspect(case, obs, author) or _unknown_author(obs, author)
+
+
+def _unknown_author(obs: Observation, author: _AuthorContext) -> _Author:
+    if not obs.author_handle:
+        noun = "author"
+    else:
+        noun = "address" if obs.platform == EMAIL_PLATFORM else "account"
+    return _Author("unknown", f"`{author.shown()}` (unknown {noun})")
 
 
 def _keep_stronger(found: dict[int, _Target], index: int, target: _Target) -> None:
@@ -730,8 +794,12 @@ class _AuthorContext:
 
 
 def _kind_and_severity(
-    author: AuthorClass, target: TargetKind, case: CaseSettings
+    author: AuthorClass, target: TargetKind, case: CaseSettings, names_restrained: bool
 ) -> tuple[ViolationKind, Severity] | None:
+    if author == "unknown":
+        if target == "contact" and names_restrained:
+            return "suspected_proxy", "medium"
+        return None
     if author == "suspected_alt":
         return "suspected_alt", "high"
     if author == "associate":
@@ -762,6 +830,14 @@ def _reason(obs: Observation, author: _Author, target: _Target) -> str:
         return f"{author.description}; {kind} {target.description}"
     joiner = "from" if target.kind == "contact" else "by"
     return f"{kind} {joiner} {author.description} {target.description}"
+
+
+def _proxy_reason(obs: Observation, author: _Author, target: _Target, named: str) -> str:
+    kind = _KIND_WORDS.get(obs.kind, obs.kind)
+    return (
+        f"{author.description} addresses the protected person ({kind} {target.description})"
+        f' and names the restrained party ("{named}")'
+    )
 
 
 def _author_key(obs: Observation) -> str:

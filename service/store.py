@@ -42,7 +42,13 @@ from watchers.base import Observation
 log = logging.getLogger(__name__)
 
 # Violation kinds from least to most serious; a joined violation takes the most serious.
-KIND_RANK: dict[str, int] = {"mention": 1, "third_party": 1, "suspected_alt": 2, "contact": 3}
+KIND_RANK: dict[str, int] = {
+    "mention": 1,
+    "third_party": 1,
+    "suspected_proxy": 1,
+    "suspected_alt": 2,
+    "contact": 3,
+}
 _CHUNK = 500
 
 _ItemKey = tuple[str, str]  # (platform, native_id)

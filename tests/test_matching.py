@@ -711,3 +711,106 @@ def test_author_known_only_by_display_name() -> None:
 def test_direct_message_from_stranger_is_no_hit_in_any_case() -> None:
     cases = [make_case(id=f"case-{n}") for n in range(5)]
     assert Matcher(cases).match(obs(kind="direct_message", author_handle="stranger")) == []
+
+
+# --- suspected proxy: an unknown author addresses the protected person, names the restrained
+
+
+def test_proxy_reply_on_reddit_is_suspected_proxy(matcher: Matcher) -> None:
+    item = obs(
+        kind="reply",
+        author_handle="friend42",
+        addressed_to=("alex_smith",),
+        text="John Doe wants you to know he still cares",
+    )
+    hit = only_hit(matcher.match(item))
+    assert (hit.kind, hit.severity, hit.suspected) == ("suspected_proxy", "medium", True)
+    assert (hit.author_class, hit.target, hit.author_key) == ("unknown", "contact", "friendaz")
+    assert hit.reason == (
+        "`friend42` (unknown account) addresses the protected person "
+        '(reply to protected account `alex_smith`) and names the restrained party ("John Doe")'
+    )
+
+
+def test_proxy_names_the_restrained_party_by_handle_or_joined_name(matcher: Matcher) -> None:
+    for text, named in [("ask @jdoe about it", "jdoe"), ("#JohnDoe says hi", "John Doe")]:
+        item = obs(kind="reply", author_handle="friend42", addressed_to=("alex_smith",), text=text)
+        hit = only_hit(matcher.match(item))
+        assert hit.kind == "suspected_proxy"
+        assert hit.reason.endswith(f'names the restrained party ("{named}")')
+
+
+def test_proxy_on_rss_tagging_the_protected_account() -> None:
+    case = make_case(
+        protected={"names": ["Alex Smith"], "handles": {"rss": ["alexsmith"]}},
+    )
+    item = obs(
+        platform="rss",
+        kind="feed_entry",
+        author_display_name="Pat Friend",
+        text="@alexsmith a message from John Doe: call him",
+    )
+    hit = only_hit(Matcher([case]).match(item))
+    assert hit.kind == "suspected_proxy"
+    assert hit.author_key == "display:patfriend"
+    assert hit.reason == (
+        "`Pat Friend` (unknown author) addresses the protected person (feed entry tagging "
+        'protected account `@alexsmith`) and names the restrained party ("John Doe")'
+    )
+
+
+def test_proxy_email_from_unknown_address(matcher: Matcher) -> None:
+    item = obs(
+        platform="email",
+        kind="email",
+        author_handle="Sam Neighbour <sam@mail.test>",
+        addressed_to=("alex@example.org",),
+        text="Message from John\u00a0Doe\nHe asked me to pass this on",
+    )
+    hit = only_hit(matcher.match(item))
+    assert (hit.kind, hit.author_key) == ("suspected_proxy", "sam@mail.test")
+    assert hit.reason.startswith(
+        "`sam@mail.test` (unknown address) addresses the protected person "
+        "(email to protected address `alex@example.org`)"
+    )
+
+
+def test_namesake_post_that_does_not_address_the_protected_person_is_nothing(
+    matcher: Matcher,
+) -> None:
+    # Names both people but reaches nobody: a mention by an unknown author is no hit.
+    item = obs(author_handle="newsdesk", text="John Doe and Alex Smith won the chess cup")
+    assert matcher.match(item) == []
+    # Addresses the protected person but names nobody restrained (whole words only).
+    item = obs(
+        kind="reply", author_handle="friend42", addressed_to=("alex_smith",), text="John Doerr"
+    )
+    assert matcher.match(item) == []
+
+
+def test_proxy_is_not_claimed_for_known_authors(matcher: Matcher) -> None:
+    text = "John Doe says hello"
+    restrained = obs(kind="reply", author_handle="jdoe", addressed_to=("alex_smith",), text=text)
+    assert only_hit(matcher.match(restrained)).kind == "contact"
+    associate = obs(
+        kind="reply", author_handle="jdoe_friend", addressed_to=("alex_smith",), text=text
+    )
+    assert only_hit(matcher.match(associate)).kind == "third_party"
+    alt = obs(kind="reply", author_handle="j0hnd0e", addressed_to=("alex_smith",), text=text)
+    assert only_hit(matcher.match(alt)).kind == "suspected_alt"
+    # The protected person writing about the restrained party to themselves: nothing.
+    own = obs(kind="reply", author_handle="alex_smith", addressed_to=("alex_smith",), text=text)
+    assert matcher.match(own) == []
+
+
+def test_proxy_only_for_the_case_whose_restrained_party_is_named() -> None:
+    other = make_case(
+        id="lee-v-roe",
+        protected={"names": ["Kim Lee"], "handles": {"reddit": ["kimlee"]}},
+        restrained={"names": ["Rob Roe"], "handles": {"reddit": ["rroe"]}},
+    )
+    matcher = Matcher([make_case(), other])
+    item = obs(kind="reply", author_handle="friend42", addressed_to=("kimlee",), text="John Doe")
+    assert matcher.match(item) == []
+    item = obs(kind="reply", author_handle="friend42", addressed_to=("kimlee",), text="Rob Roe!")
+    assert only_hit(matcher.match(item)).case_id == "lee-v-roe"
