@@ -76,6 +76,8 @@ MIN_CONTAINED_LENGTH = 4
 # ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
 CONTAINS_SCORE = 90.0
 SAME_SKELETON_SCORE = 100.0
+# Hosting domains shared by many accounts, left out of look-alike comparisons.
+SHARED_HANDLE_SUFFIXES: dict[str, tuple[str, ...]] = {"bluesky": (".bsky.social",)}
 # Platforms whose handles can change hands while the account id stays (Bluesky DIDs).
 ID_LINKED_PLATFORMS = frozenset({"bluesky"})
 # Distinct ``case_ids`` filters remembered (one per watcher in practice).
@@ -306,7 +308,7 @@ def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
         if platform == EMAIL_PLATFORM:
             continue  # local parts like "john" would make half the world a suspect
         for handle in handles:
-            norm = normalize_handle(handle)
+            norm = _lookalike_handle(platform, handle)
             if norm and norm not in found:
                 found[norm] = _Identifier(norm, handle, "handle", platform)
     for name in (*case.restrained.names, *case.restrained.aliases):
@@ -745,7 +747,18 @@ def _author_lookalike(obs: Observation) -> str:
     if obs.platform == EMAIL_PLATFORM:
         local = _email_address(obs.author_handle).rsplit("@", 1)[0]
         return normalize_handle(local)
-    return normalize_handle(obs.author_handle)
+    return _lookalike_handle(obs.platform, obs.author_handle)
+
+
+def _lookalike_handle(platform: str, handle: str) -> str:
+    """The look-alike form without a shared hosting domain: ``.bsky.social`` says
+    nothing about the person and would make short handles there look alike
+    (``bob.bsky.social`` scores 81 against ``jdoe.bsky.social``, 29 without it)."""
+    bare = identity_handle(handle)
+    for suffix in SHARED_HANDLE_SUFFIXES.get(platform, ()):
+        if bare.endswith(suffix) and len(bare) > len(suffix):
+            bare = bare[: -len(suffix)]
+    return normalize_handle(bare)
 
 
 def _format_score(score: float) -> str:

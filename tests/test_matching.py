@@ -876,3 +876,12 @@ def test_account_ids_are_only_compared_on_bluesky(matcher: Matcher) -> None:
         account_lookup=lookup,
     )
     assert lookup.calls == []
+
+
+def test_the_shared_bsky_social_domain_does_not_make_handles_look_alike() -> None:
+    matcher = Matcher([bluesky_case()])
+    stranger = matcher.match(bluesky_reply("bob.bsky.social", "did:plc:bob"))
+    assert [h.kind for h in stranger] == []
+    alt = only_hit(matcher.match(bluesky_reply("j0hnd0e.bsky.social", "did:plc:alt")))
+    assert alt.kind == "suspected_alt"
+    assert alt.score == 100
