@@ -22,7 +22,13 @@ from watchers.bluesky_records import (
     parse_time,
     raw_json,
 )
-from watchers.bluesky_stream import JetstreamReader, StreamEvent, StreamGap, us_to_datetime
+from watchers.bluesky_stream import (
+    REWIND_US,
+    JetstreamReader,
+    StreamEvent,
+    StreamGap,
+    us_to_datetime,
+)
 
 if TYPE_CHECKING:
     from watchers.bluesky import BlueskyWatcher
@@ -65,15 +71,24 @@ class EventSink:
         self._drained = (events, gaps)
         for gap in gaps:
             self._gap(gap)
+        recent = set(self._st.recent)
         for event in events:
             if self._st.cursor_us is None or event.time_us > self._st.cursor_us:
                 self._st.cursor_us = event.time_us
+            # A resumed stream replays REWIND_US before the cursor: skip what was stored.
+            key = f"{event.time_us}:{event.did}"
+            if key in recent:
+                continue
+            recent.add(key)
             if event.kind == "commit":
                 self._commit(event)
             elif event.kind == "identity" and event.did in self._watched:
                 self._identity(event)
             elif event.kind == "account" and event.did in self._watched:
                 self._account(event)
+        if self._st.cursor_us is not None:
+            floor = self._st.cursor_us - REWIND_US
+            self._st.recent = sorted(k for k in recent if int(k.split(":", 1)[0]) >= floor)
 
     def give_back(self, reader: JetstreamReader | None) -> None:
         """The poll failed: hand the drained events back, to be read by the next poll."""

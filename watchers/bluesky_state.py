@@ -28,6 +28,9 @@ class BlueskyState:
     # DID → indexedAt of the newest post read from its author feed
     feeds: dict[str, datetime] = dataclasses.field(default_factory=dict)
     captured: list[str] = dataclasses.field(default_factory=list)
+    # "time_us:did" of the events stored in the last REWIND_US before the cursor: a
+    # resumed stream replays those, and they are skipped rather than stored again.
+    recent: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> BlueskyState:
@@ -41,7 +44,8 @@ class BlueskyState:
             cursor_us=cursor if isinstance(cursor, int) and cursor > 0 else None,
             notifications_newest=parse_time(value.get("notifications_newest")),
             feeds={k: t for k, v in _str_map(value.get("feeds")).items() if (t := parse_time(v))},
-            captured=[u for u in value.get("captured", []) if isinstance(u, str)],
+            captured=_strings(value.get("captured")),
+            recent=_strings(value.get("recent")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -54,6 +58,7 @@ class BlueskyState:
             "notifications_newest": _iso(self.notifications_newest),
             "feeds": {k: _iso(v) for k, v in sorted(self.feeds.items())},
             "captured": self.captured[-MAX_CAPTURED:],
+            "recent": self.recent,
         }
 
 
@@ -65,3 +70,7 @@ def _str_map(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
