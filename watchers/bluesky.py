@@ -415,6 +415,9 @@ class BlueskyWatcher:
         handle (the matcher recognises a renamed account by it)."""
         key = handle.strip().removeprefix("@").lower()
         did = self._dids.get(key) or (key if key.startswith("did:") else None)
+        if did is not None and did not in self._profiles:
+            # A configured account: its DID is what matters, not its age.
+            return AccountInfo(handle=key, account_id=did)
         if did is None:
             did = next((p.did for p in self._profiles.values() if p.handle == key), None)
         if did is None or did not in self._profiles:
