@@ -22,7 +22,7 @@ from tests.fakes.bluesky_server import (
     jetstream_fixture,  # noqa: F401
     time_us,
 )
-from watchers.base import AuthError, Targets
+from watchers.base import AuthError, RateLimitedError, Targets, TransientError
 from watchers.bluesky import BlueskySettings, BlueskyWatcher, ReadOnlyViolation
 from watchers.bluesky_stream import REWIND_US
 
@@ -340,3 +340,55 @@ def test_whole_network_keeps_only_posts_about_the_protected_person(
     jetstream.delete(STRANGER_DID, "3cat", at(21))
     later = poll_until(watcher, result.state, 1)
     assert [o.native_id.rsplit("/", 1)[1] for o in later.observations] == ["3rose"]
+
+
+# ---------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "text"),
+    [
+        (500, {"error": "InternalServerError"}, TransientError, "failed (500"),
+        (502, {"error": "UpstreamFailure"}, TransientError, "cannot reach"),
+        (429, {"error": "RateLimitExceeded"}, RateLimitedError, "rate limited"),
+        (200, {"feed": "not a list"}, TransientError, "lexicon's shape"),
+    ],
+)
+def test_xrpc_failures_are_one_line_watcher_errors(
+    bluesky_server: FakeBluesky,
+    watchers: list[BlueskyWatcher],
+    status: int,
+    body: dict[str, Any],
+    error: type[Exception],
+    text: str,
+) -> None:
+    populate(bluesky_server)
+    bluesky_server.fail["app.bsky.feed.getAuthorFeed"] = (status, body)
+    watcher = make(watchers, settings(bluesky_server))
+    with pytest.raises(error) as caught:
+        watcher.poll({})
+    message = str(caught.value)
+    assert text in message
+    assert "\n" not in message
+    assert "s3cr3t" not in message
+    if isinstance(caught.value, RateLimitedError):
+        assert caught.value.retry_after is not None
+        assert 0 < caught.value.retry_after <= 60 * 60 * 24 * 365
+
+
+def test_a_dropped_stream_reconnects_from_where_it_was(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
+    jetstream.post(JDOE_DID, "3a", record("one", at(10)), at(10))
+    watcher = make(watchers, config)
+    first = watcher.poll({})
+    jetstream.drop()
+    jetstream.emit_raw("\x00 not json {")
+    jetstream.emit({"did": JDOE_DID, "time_us": time_us(at(11)), "kind": "commit"})
+    jetstream.post(JDOE_DID, "3b", record("two", at(12)), at(12))
+    second = poll_until(watcher, first.state, 1)
+    assert [o.native_id.rsplit("/", 1)[1] for o in second.observations] == ["3b"]
+    assert len(jetstream.connections) == 2
+    assert jetstream.connections[1]["cursor"] == [str(time_us(at(10)) - REWIND_US)]

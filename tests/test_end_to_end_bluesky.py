@@ -5,7 +5,12 @@ restart that resumes from the stored cursor."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -169,3 +174,69 @@ def test_bluesky_run_fills_the_timeline_follows_a_renamed_account_and_resumes(
     third = nocontact("run", "-c", str(config), "--once", env=env)
     assert "0 new evidence, 0 new violation(s)" in third.stdout
     assert bluesky_server.write_attempts == []
+
+
+def test_the_running_service_stores_a_post_the_moment_jetstream_sends_it(
+    tmp_path: Path,
+    bluesky_server: FakeBluesky,
+    jetstream: FakeJetstream,
+    nocontact: Runner,  # noqa: F811
+    webhook_receiver: WebhookReceiver,  # noqa: F811
+) -> None:
+    """``nocontact run`` (not --once): the reader thread keeps the WebSocket open, and
+    each poll (here every 10 s, the shortest allowed) stores what arrived since the last one."""
+    bluesky_server.add_account(
+        JDOE_DID, "johndoe.bsky.social", "John Doe", "2023-02-01T00:00:00.000Z"
+    )
+    bluesky_server.add_account(
+        FRIEND_DID, "jdoefriend.bsky.social", "Jim", "2023-03-01T00:00:00.000Z"
+    )
+    config = write_config(
+        tmp_path / "config.yaml", bluesky_server, jetstream, webhook_receiver.json_url()
+    )
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("every: 1m", "every: 10s"), encoding="utf-8"
+    )
+    service = start_service(config, {"BSKY_APP_PASSWORD": APP_PASSWORD})
+    try:
+        deadline = time.monotonic() + 30
+        while not jetstream.connections and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert jetstream.connections, "the service never connected to Jetstream"
+        reply = record("I see you", at(80), reply=reply_to(PROTECTED_DID, "3alex1"))
+        jetstream.post(JDOE_DID, "3rt1", reply, datetime.now(UTC))
+        rows = wait_for_violations(nocontact, config, 1, env={"BSKY_APP_PASSWORD": APP_PASSWORD})
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, stderr = service.communicate(timeout=60)
+    assert [row["kind"] for row in rows] == ["contact"]
+    assert rows[0]["evidence"][0]["native_id"] == f"at://{JDOE_DID}/app.bsky.feed.post/3rt1"
+    assert service.returncode == 0, stderr
+    assert len(jetstream.connections) == 1  # one connection kept across polls
+
+
+def start_service(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NOCONTACT_")}
+    return subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "service", "run", "-c", str(config)],
+        cwd=config.parent,
+        env=environment | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_violations(
+    nocontact: Runner,  # noqa: F811
+    config: Path,
+    count: int,
+    env: dict[str, str],
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while True:
+        out = nocontact("timeline", "-c", str(config), "--format", "json", env=env)
+        rows: list[dict[str, Any]] = json.loads(out.stdout)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)

@@ -377,7 +377,7 @@ class BlueskyWatcher:
     ) -> dict[str, Any]:
         with self._errors(nsid, account=account):
             body = client.invoke_query(nsid, params=params).content
-            get_or_create(body, shape, strict=False)
+            get_or_create(body, shape, strict=True)
         if not isinstance(body, dict):
             raise TransientError(f"bluesky: {nsid}: answer is not a JSON object")
         return body

@@ -255,6 +255,11 @@ def _handler_for(server: FakeBluesky) -> type[BaseHTTPRequestHandler]:
             )
             data = json.dumps(answer).encode("utf-8")
             self.send_response(status)
+            if status == 429:
+                # The PDS's rate-limit headers: the window resets in a minute.
+                self.send_header("ratelimit-limit", "3000")
+                self.send_header("ratelimit-remaining", "0")
+                self.send_header("ratelimit-reset", str(int(time.time()) + 60))
             self.send_header("content-type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -280,6 +285,7 @@ class FakeJetstream:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.connections: list[dict[str, list[str]]] = []
+        self._live: list[ServerConnection] = []
         self._changed = threading.Condition()
         self._server: Server = serve(self._serve, "127.0.0.1", 0)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -296,6 +302,11 @@ class FakeJetstream:
         self._server.shutdown()
         with self._changed:
             self._changed.notify_all()
+
+    def drop(self) -> None:
+        """Close every open connection, as a restarting Jetstream does."""
+        for connection in list(self._live):
+            connection.close(1011, "restarting")
 
     def emit(self, event: dict[str, Any]) -> None:
         with self._changed:
@@ -327,19 +338,28 @@ class FakeJetstream:
         identity = {"did": did, "handle": handle, "seq": seq, "time": iso(when)}
         self.emit({"did": did, "time_us": time_us(when), "kind": "identity", "identity": identity})
 
+    def emit_raw(self, text: str) -> None:
+        """A message that is not a Jetstream event (garbage), sent to every client."""
+        with self._changed:
+            self.events.append({"raw": text, "time_us": 0, "did": "", "kind": ""})
+            self._changed.notify_all()
+
     def _wanted(self, event: dict[str, Any], params: dict[str, list[str]]) -> bool:
+        if "raw" in event:
+            return True
         dids = params.get("wantedDids")
         if dids and event["did"] not in dids:
             return False
         collections = params.get("wantedCollections")
         if collections and event["kind"] == "commit":
-            return event["commit"]["collection"] in collections
+            return event.get("commit", {}).get("collection") in collections
         return True
 
     def _serve(self, connection: ServerConnection) -> None:
         request = connection.request
         params = parse_qs(urlsplit(request.path if request else "").query)
         self.connections.append(params)
+        self._live.append(connection)
         cursor = int(params.get("cursor", ["0"])[0])
         sent = 0
         try:
@@ -351,10 +371,14 @@ class FakeJetstream:
                     batch = self.events[sent:]
                     sent = len(self.events)
                 for event in batch:
-                    if event["time_us"] >= cursor and self._wanted(event, params):
+                    if "raw" in event:
+                        connection.send(event["raw"])
+                    elif event["time_us"] >= cursor and self._wanted(event, params):
                         connection.send(json.dumps(event))
         except ConnectionClosed:
             return
+        finally:
+            self._live.remove(connection)
 
 
 @pytest.fixture(name="bluesky_server")
