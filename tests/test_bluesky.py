@@ -147,9 +147,14 @@ def test_notifications_and_author_feeds_through_the_real_client(
     assert listed
     assert all(r.authorized for r in listed)
     assert result.state["dids"]["johndoe.bsky.social"] == JDOE_DID
-    # Same posts again: nothing new is read as new.
+    # Nothing new: only the newest item of each source is read again (an item of the
+    # same millisecond is never skipped; the store keeps each once).
     again = watcher.poll(result.state)
-    assert again.observations == []
+    assert {o.native_id.rsplit("/", 1)[1] for o in again.observations} == {
+        "3alt1",
+        "3jdoe2",
+        "3friend1",
+    }
 
 
 def test_recorded_lexicon_shapes_are_read(
@@ -392,3 +397,32 @@ def test_a_dropped_stream_reconnects_from_where_it_was(
     assert [o.native_id.rsplit("/", 1)[1] for o in second.observations] == ["3b"]
     assert len(jetstream.connections) == 2
     assert jetstream.connections[1]["cursor"] == [str(time_us(at(10)) - REWIND_US)]
+
+
+def test_a_busy_author_feed_is_read_page_by_page(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    config = settings(bluesky_server, identifier=None, app_password=None)
+    watcher = make(watchers, config)
+    first = watcher.poll({})
+    for index in range(120):
+        when = at(20) + timedelta(seconds=index)
+        bluesky_server.add_post(JDOE_DID, f"3busy{index}", record(f"post {index}", when), when)
+    second = watcher.poll(first.state)
+    busy = {o.native_id for o in second.observations if "/3busy" in o.native_id}
+    assert len(busy) == 120
+    pages = [r for r in bluesky_server.requests if r.params.get("actor") == [JDOE_DID]]
+    assert [r.params.get("cursor") for r in pages[1:]] == [None, ["50"], ["100"]]
+
+
+def test_without_a_watched_account_the_whole_firehose_is_never_opened(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    # Nobody exists under the configured handles: wantedDids would be empty.
+    config = settings(bluesky_server, jetstream, identifier=None, app_password=None)
+    result = make(watchers, config).poll({})
+    assert result.observations == []
+    assert jetstream.connections == []
+    assert any("Jetstream not started" in note for note in result.status_notes)
+    assert any("does not resolve" in note for note in result.status_notes)

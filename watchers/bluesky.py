@@ -45,13 +45,14 @@ from watchers.base import (
     RateLimitedError,
     Targets,
     TransientError,
+    WatcherConfigError,
     WatcherError,
     WatcherSettings,
 )
 from watchers.bluesky_events import EventSink
-from watchers.bluesky_records import Profile, post_observation, profile_from_view
+from watchers.bluesky_records import Profile, parse_time, post_observation, profile_from_view
 from watchers.bluesky_state import BlueskyState
-from watchers.bluesky_stream import JetstreamReader
+from watchers.bluesky_stream import MAX_WANTED_DIDS, JetstreamReader
 from watchers.toolkit.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -258,72 +259,87 @@ class BlueskyWatcher:
 
     def _notifications(self, st: BlueskyState, sink: EventSink) -> None:
         self._login()
-        first = st.notifications_newest is None
-        limit = self.settings.backlog if first else PAGE_SIZE
-        if first and limit == 0:
-            st.notifications_newest = self._clock()
-            return
-        cursor: str | None = None
-        newest = st.notifications_newest
-        for _page in range(1 if first else MAX_PAGES):
-            params = models.AppBskyNotificationListNotifications.Params(limit=limit, cursor=cursor)
-            body = self._query(
+
+        def page(limit: int, cursor: str | None) -> dict[str, Any]:
+            params = models.AppBskyNotificationListNotifications.Params(
+                limit=limit, cursor=cursor, reasons=sorted(NOTIFICATION_REASONS)
+            )
+            return self._query(
                 self._account,
                 "app.bsky.notification.listNotifications",
                 params,
                 models.AppBskyNotificationListNotifications.Response,
                 account=True,
             )
-            items = body.get("notifications", [])
-            older = False
-            for item in items:
-                when = _indexed_at(item)
-                if st.notifications_newest is not None and when <= st.notifications_newest:
-                    older = True
-                    continue
-                newest = max(newest or when, when)
-                if item.get("reason") in NOTIFICATION_REASONS:
-                    self._remember(item.get("author"))
-                    sink.post(item.get("uri"), item.get("cid"), item.get("record"), "notification")
-            cursor = body.get("cursor")
-            if older or not cursor or not items:
-                break
-        st.notifications_newest = newest or self._clock()
+
+        items, st.notifications_newest = self._new_items(
+            page, "notifications", st.notifications_newest, _indexed_at, sink.notes
+        )
+        for item in items:
+            if item.get("reason") in NOTIFICATION_REASONS:
+                self._remember(item.get("author"))
+                sink.post(item.get("uri"), item.get("cid"), item.get("record"), "notification")
 
     def _author_feed(self, did: str, st: BlueskyState, sink: EventSink) -> None:
-        known = st.feeds.get(did)
-        limit = self.settings.backlog if known is None else PAGE_SIZE
-        if limit == 0:
-            st.feeds[did] = self._clock()
-            return
-        params = models.AppBskyFeedGetAuthorFeed.Params(
-            actor=did, limit=limit, filter="posts_with_replies"
+        def page(limit: int, cursor: str | None) -> dict[str, Any]:
+            params = models.AppBskyFeedGetAuthorFeed.Params(
+                actor=did, limit=limit, cursor=cursor, filter="posts_with_replies"
+            )
+            return self._query(
+                self._public,
+                "app.bsky.feed.getAuthorFeed",
+                params,
+                models.AppBskyFeedGetAuthorFeed.Response,
+            )
+
+        items, st.feeds[did] = self._new_items(
+            page, "feed", st.feeds.get(did), _feed_time, sink.notes
         )
-        body = self._query(
-            self._public,
-            "app.bsky.feed.getAuthorFeed",
-            params,
-            models.AppBskyFeedGetAuthorFeed.Response,
-        )
-        newest = known
-        for item in body.get("feed", []):
+        for item in items:
             post = item.get("post", {})
             author = post.get("author", {})
-            # Reposts and pins show other moments or other authors' posts.
-            if item.get("reason") is not None or author.get("did") != did:
-                continue
-            when = _indexed_at(post)
-            newest = max(newest or when, when)
-            if known is None or when > known:
+            # Reposts and pins show other authors' posts, or old ones.
+            if item.get("reason") is None and author.get("did") == did:
                 self._remember(author)
                 sink.post(post.get("uri"), post.get("cid"), post.get("record"), "author feed")
-        st.feeds[did] = newest or self._clock()
+
+    def _new_items(
+        self,
+        page: Callable[[int, str | None], dict[str, Any]],
+        key: str,
+        known: datetime | None,
+        when: Callable[[Mapping[str, Any]], datetime],
+        notes: list[str],
+    ) -> tuple[list[dict[str, Any]], datetime]:
+        """Items not older than ``known`` (newest first), page by page; on the very first
+        poll, at most ``backlog`` of them. Returns them and the new ``known``."""
+        if known is None and self.settings.backlog == 0:
+            return [], self._clock()
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        pages = 1 if known is None else MAX_PAGES
+        for _page in range(pages):
+            body = page(self.settings.backlog if known is None else PAGE_SIZE, cursor)
+            items = [i for i in body.get(key, []) if isinstance(i, dict)]
+            # Equal times are read again (the store keeps them once): none is skipped.
+            fresh = [i for i in items if known is None or when(i) >= known]
+            found += fresh
+            cursor = body.get("cursor")
+            if len(fresh) < len(items) or not cursor or not items:
+                break
+        else:
+            if known is not None:
+                notes.append(
+                    f"Bluesky: more than {pages * PAGE_SIZE} new {key} items since the last "
+                    "poll; older ones were not read (poll more often)"
+                )
+        newest = max((when(i) for i in found), default=None)
+        return found, max(filter(None, (known, newest)), default=self._clock())
 
     def fetch_profiles(self, dids: list[str]) -> None:
         """Profiles (handle, display name, ``createdAt``) of authors not seen yet: each
         new author is asked about once for the life of the watcher."""
         missing = [d for d in dict.fromkeys(dids) if d not in self._asked]
-        self._asked.update(missing)
         for start in range(0, len(missing), PROFILES_PER_CALL):
             chunk = missing[start : start + PROFILES_PER_CALL]
             params = models.AppBskyActorGetProfiles.Params(actors=chunk)
@@ -335,9 +351,11 @@ class BlueskyWatcher:
             )
             for view in body.get("profiles", []):
                 self._remember(view)
+            self._asked.update(chunk)
             for did in chunk:
                 # Unknown to the AppView (deleted, taken down): remember that too.
-                self._profiles.setdefault(did, Profile(did=did))
+                if did.startswith("did:"):
+                    self._profiles.setdefault(did, Profile(did=did))
 
     def profile(self, did: str) -> Profile:
         return self._profiles.get(did) or Profile(did=did)
@@ -387,6 +405,15 @@ class BlueskyWatcher:
     def _stream(self, st: BlueskyState, sink: EventSink) -> None:
         dids = frozenset() if self.settings.network == "all" else sink.wanted
         reader = self._reader
+        if self.settings.network == "accounts" and not dids:
+            # No wantedDids would mean the whole network: read nothing instead.
+            sink.notes.append("Bluesky: no watched account resolved; Jetstream not started")
+            return
+        if len(dids) > MAX_WANTED_DIDS:
+            raise WatcherConfigError(
+                f"bluesky: {len(dids)} watched accounts exceed Jetstream's {MAX_WANTED_DIDS}; "
+                "use network: all"
+            )
         if reader is not None and (not reader.running or reader.dids != dids):
             reader.stop()
             reader = None
@@ -488,6 +515,12 @@ def _detail(exc: BaseException, scrub: Redactor) -> str:
 
 
 def _indexed_at(item: Mapping[str, Any]) -> datetime:
-    from watchers.bluesky_records import parse_time
-
     return parse_time(item.get("indexedAt")) or datetime.min.replace(tzinfo=UTC)
+
+
+def _feed_time(item: Mapping[str, Any]) -> datetime:
+    """When a feed item appeared: a repost's own time, else its post's."""
+    reason, post = item.get("reason"), item.get("post")
+    if isinstance(reason, dict) and reason.get("indexedAt"):
+        return _indexed_at(reason)
+    return _indexed_at(post if isinstance(post, dict) else {})

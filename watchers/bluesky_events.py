@@ -84,7 +84,7 @@ class EventSink:
                 self._commit(event)
             elif event.kind == "identity" and event.did in self._watched:
                 self._identity(event)
-            elif event.kind == "account" and event.did in self._watched:
+            elif event.kind == "account" and event.did in self.wanted:
                 self._account(event)
         if self._st.cursor_us is not None:
             floor = self._st.cursor_us - REWIND_US
@@ -138,7 +138,8 @@ class EventSink:
         old = self._st.handles.get(event.did)
         self._st.handles[event.did] = handle
         self._watcher.set_handle(event.did, handle)
-        if old is None or old == handle:
+        # Only the other side's renames are evidence; the protected person's are not.
+        if old is None or old == handle or event.did not in self.wanted:
             return
         seq = identity.get("seq", event.time_us)
         self._other.append(

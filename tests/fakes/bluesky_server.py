@@ -238,8 +238,12 @@ class FakeBluesky:
         if did not in self.profiles:
             return 400, {"error": "InvalidRequest", "message": "Profile not found"}
         limit = int(params.get("limit", ["50"])[0])
+        start = int(params.get("cursor", ["0"])[0])
         mine = [p for p in reversed(self.posts) if p["author"]["did"] == did]
-        return 200, {"feed": [{"post": p} for p in mine[:limit]]}
+        answer: dict[str, Any] = {"feed": [{"post": p} for p in mine[start : start + limit]]}
+        if start + limit < len(mine):
+            answer["cursor"] = str(start + limit)
+        return 200, answer
 
 
 def _handler_for(server: FakeBluesky) -> type[BaseHTTPRequestHandler]:
