@@ -139,6 +139,11 @@ def test_bluesky_run_fills_the_timeline_follows_a_renamed_account_and_resumes(
         assert item["platform"] == "bluesky"
         assert item["url"].startswith("https://bsky.app/profile/did:plc:")
     assert webhook_receiver.accepted
+    # The record's CID (its content hash on the network) is in the evidence report.
+    packet = tmp_path / "packet"
+    nocontact("export", "-c", str(config), "--case", "smith-v-doe", "--out", str(packet), env=env)
+    report = (packet / "report.html").read_text(encoding="utf-8")
+    assert "record CID bafyrei3jdoe1cid" in report
 
     # While nocontact is stopped: jdoe renames, replies under the new handle, and
     # deletes the post seen in real time.

@@ -66,6 +66,11 @@ PROFILES_PER_CALL = 25
 MAX_PAGES = 10
 PAGE_SIZE = 50
 DEFAULT_RETRY_AFTER = 300.0
+CAPTURE_METHODS = {
+    "notification": "Bluesky notification (atproto XRPC app.bsky.notification.listNotifications)",
+    "author feed": "Bluesky author feed (atproto XRPC app.bsky.feed.getAuthorFeed)",
+    "Jetstream": "Bluesky Jetstream (real-time commit event)",
+}
 
 
 class BlueskySettings(WatcherSettings):
@@ -381,7 +386,7 @@ class BlueskyWatcher:
         did = uri.removeprefix("at://").split("/", 1)[0]
         addressees = {did: handle for handle, did in self._dids.items()}
         return post_observation(
-            uri, cid, record, self.profile(did), addressees, self.name, f"Bluesky {via}"
+            uri, cid, record, self.profile(did), addressees, self.name, CAPTURE_METHODS[via]
         )
 
     def _query(

@@ -141,7 +141,8 @@ def post_observation(
         addressed_to=tuple(addressees.get(d, d) for d in addressed_dids(record)),
         text=text if isinstance(text, str) else "",
         posted_at=parse_time(record.get("createdAt")),
-        capture_method=capture_method,
+        # The CID is the record's own content hash: shown with the evidence in reports.
+        capture_method=f"{capture_method}; record CID {cid}" if cid else capture_method,
     )
 
 
