@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,16 @@ TARGETS = Targets(
 
 def at(minutes: int) -> datetime:
     return NOW - timedelta(hours=1) + timedelta(minutes=minutes)
+
+
+def live(minutes: int) -> datetime:
+    """A moment after the tests' start (Jetstream stamps events as it receives them)."""
+    return NOW + timedelta(minutes=minutes)
+
+
+def following(jet: FakeJetstream) -> Callable[[], datetime]:
+    """A clock just after the newest event Jetstream has sent: time passes with events."""
+    return lambda: max(NOW, jet.latest + timedelta(seconds=1))
 
 
 def record(text: str, when: datetime, **extra: Any) -> dict[str, Any]:
@@ -111,8 +121,12 @@ def watchers() -> Iterator[list[BlueskyWatcher]]:
         watcher.close()
 
 
-def make(made: list[BlueskyWatcher], config: BlueskySettings) -> BlueskyWatcher:
-    watcher = BlueskyWatcher(config, TARGETS, clock=lambda: NOW)
+def make(
+    made: list[BlueskyWatcher],
+    config: BlueskySettings,
+    clock: Callable[[], datetime] = lambda: NOW,
+) -> BlueskyWatcher:
+    watcher = BlueskyWatcher(config, TARGETS, clock=clock)
     made.append(watcher)
     return watcher
 
@@ -231,34 +245,35 @@ def test_jetstream_follows_the_watched_dids_in_real_time(
     bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
 ) -> None:
     populate(bluesky_server)
-    jetstream.post(JDOE_DID, "3live1", record("Alex Smith again", at(10)), at(10))
-    jetstream.post(STRANGER_DID, "3other", record("Alex Smith roses", at(11)), at(11))
+    jetstream.post(JDOE_DID, "3live1", record("Alex Smith again", live(10)), live(10))
+    jetstream.post(STRANGER_DID, "3other", record("Alex Smith roses", live(11)), live(11))
     config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
-    watcher = make(watchers, config)
+    watcher = make(watchers, config, following(jetstream))
     first = watcher.poll({})
     ids = [o.native_id for o in first.observations]
     assert ids == [f"at://{JDOE_DID}/app.bsky.feed.post/3live1"]
-    live = first.observations[0]
-    assert live.author_handle == "johndoe.bsky.social"
-    assert json.loads(live.raw)["cid"] == "bafyrei3live1cid"
-    assert first.state["cursor_us"] == time_us(at(10))
+    streamed = first.observations[0]
+    assert streamed.author_handle == "johndoe.bsky.social"
+    assert json.loads(streamed.raw)["cid"] == "bafyrei3live1cid"
+    # The stream is live up to the clock (a second after the last event sent).
+    assert first.state["cursor_us"] == time_us(live(11)) + 1_000_000 - REWIND_US
     assert set(jetstream.connections[0]["wantedDids"]) == {JDOE_DID, FRIEND_DID}
     assert jetstream.connections[0]["wantedCollections"] == ["app.bsky.feed.post"]
 
     # Events arriving between polls are returned by the next poll.
-    jetstream.post(FRIEND_DID, "3live2", record("call Alex Smith", at(12)), at(12))
-    jetstream.delete(JDOE_DID, "3live1", at(13))
-    jetstream.identity(JDOE_DID, "johnny.bsky.social", at(14), seq=77)
+    jetstream.post(FRIEND_DID, "3live2", record("call Alex Smith", live(12)), live(12))
+    jetstream.delete(JDOE_DID, "3live1", live(13))
+    jetstream.identity(JDOE_DID, "johnny.bsky.social", live(14), seq=77)
     second = poll_until(watcher, first.state, 3)
     kinds = {(o.native_id, o.kind) for o in second.observations}
     assert (f"at://{FRIEND_DID}/app.bsky.feed.post/3live2", "post") in kinds
-    deletion = next(o for o in second.observations if o.native_id == live.native_id)
+    deletion = next(o for o in second.observations if o.native_id == streamed.native_id)
     assert deletion.text == ""
     assert json.loads(deletion.raw)["commit"]["operation"] == "delete"
     handle = next(o for o in second.observations if o.kind == "account")
     assert "from @johndoe.bsky.social to @johnny.bsky.social" in handle.text
     assert handle.author_id == JDOE_DID
-    assert second.state["cursor_us"] == time_us(at(14))
+    assert second.state["cursor_us"] == time_us(live(14))
 
 
 def poll_until(watcher: BlueskyWatcher, state: dict[str, Any], count: int) -> Any:
@@ -280,19 +295,19 @@ def test_a_restart_resumes_from_the_cursor(
 ) -> None:
     populate(bluesky_server)
     config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
-    jetstream.post(JDOE_DID, "3a", record("one", at(10)), at(10))
-    first = make(watchers, config).poll({})
+    jetstream.post(JDOE_DID, "3a", record("one", live(10)), live(10))
+    first = make(watchers, config, following(jetstream)).poll({})
     assert [o.native_id.rsplit("/", 1)[1] for o in first.observations] == ["3a"]
     watchers.pop().close()
     # While nocontact is down, two more posts.
-    jetstream.post(JDOE_DID, "3b", record("two", at(11)), at(11))
-    jetstream.post(JDOE_DID, "3c", record("three", at(12)), at(12))
-    second = make(watchers, config).poll(first.state)
-    assert jetstream.connections[-1]["cursor"] == [str(time_us(at(10)) - REWIND_US)]
+    jetstream.post(JDOE_DID, "3b", record("two", live(11)), live(11))
+    jetstream.post(JDOE_DID, "3c", record("three", live(12)), live(12))
+    second = make(watchers, config, following(jetstream)).poll(first.state)
+    assert jetstream.connections[-1]["cursor"] == [str(time_us(live(10)) - REWIND_US)]
     rkeys = sorted({o.native_id.rsplit("/", 1)[1] for o in second.observations})
     # 3a is replayed (inside the rewind margin) but recognised as already stored.
     assert rkeys == ["3b", "3c"]
-    assert second.state["cursor_us"] == time_us(at(12))
+    assert second.state["cursor_us"] == time_us(live(12))
 
 
 def test_a_cursor_older_than_the_replay_window_is_a_recorded_gap(
@@ -312,15 +327,15 @@ def test_whole_network_keeps_only_posts_about_the_protected_person(
     bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
 ) -> None:
     populate(bluesky_server)
-    jetstream.post(STRANGER_DID, "3rose", record("The Alex Smithson rose", at(10)), at(10))
-    jetstream.post(STRANGER_DID, "3cat", record("my cat", at(11)), at(11))
-    reply = record("hi", at(12), reply=reply_to(PROTECTED_DID, "3p"))
-    jetstream.post(ALT_DID, "3alt2", reply, at(12))
-    jetstream.post(ALT_DID, "3alt3", record("Alex Smith, answer", at(13)), at(13))
+    jetstream.post(STRANGER_DID, "3rose", record("The Alex Smithson rose", live(10)), live(10))
+    jetstream.post(STRANGER_DID, "3cat", record("my cat", live(11)), live(11))
+    reply = record("hi", live(12), reply=reply_to(PROTECTED_DID, "3p"))
+    jetstream.post(ALT_DID, "3alt2", reply, live(12))
+    jetstream.post(ALT_DID, "3alt3", record("Alex Smith, answer", live(13)), live(13))
     config = settings(
         bluesky_server, jetstream, identifier=None, app_password=None, backlog=0, network="all"
     )
-    watcher = make(watchers, config)
+    watcher = make(watchers, config, following(jetstream))
     result = watcher.poll({})
     rkeys = {o.native_id.rsplit("/", 1)[1] for o in result.observations}
     # The prefilter is broad ("Smithson" passes); the matcher decides. The cat does not.
@@ -341,8 +356,8 @@ def test_whole_network_keeps_only_posts_about_the_protected_person(
     assert info is not None
     assert info.account_id == ALT_DID
     # A captured stranger's post that is deleted later is recorded as deleted.
-    jetstream.delete(STRANGER_DID, "3rose", at(20))
-    jetstream.delete(STRANGER_DID, "3cat", at(21))
+    jetstream.delete(STRANGER_DID, "3rose", live(20))
+    jetstream.delete(STRANGER_DID, "3cat", live(21))
     later = poll_until(watcher, result.state, 1)
     assert [o.native_id.rsplit("/", 1)[1] for o in later.observations] == ["3rose"]
 
@@ -386,17 +401,17 @@ def test_a_dropped_stream_reconnects_from_where_it_was(
 ) -> None:
     populate(bluesky_server)
     config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
-    jetstream.post(JDOE_DID, "3a", record("one", at(10)), at(10))
-    watcher = make(watchers, config)
+    jetstream.post(JDOE_DID, "3a", record("one", live(10)), live(10))
+    watcher = make(watchers, config, following(jetstream))
     first = watcher.poll({})
     jetstream.drop()
     jetstream.emit_raw("\x00 not json {")
-    jetstream.emit({"did": JDOE_DID, "time_us": time_us(at(11)), "kind": "commit"})
-    jetstream.post(JDOE_DID, "3b", record("two", at(12)), at(12))
+    jetstream.emit({"did": JDOE_DID, "time_us": time_us(live(11)), "kind": "commit"})
+    jetstream.post(JDOE_DID, "3b", record("two", live(12)), live(12))
     second = poll_until(watcher, first.state, 1)
     assert [o.native_id.rsplit("/", 1)[1] for o in second.observations] == ["3b"]
     assert len(jetstream.connections) == 2
-    assert jetstream.connections[1]["cursor"] == [str(time_us(at(10)) - REWIND_US)]
+    assert jetstream.connections[1]["cursor"] == [str(time_us(live(10)) - REWIND_US)]
 
 
 def test_a_busy_author_feed_is_read_page_by_page(
@@ -426,3 +441,18 @@ def test_without_a_watched_account_the_whole_firehose_is_never_opened(
     assert jetstream.connections == []
     assert any("Jetstream not started" in note for note in result.status_notes)
     assert any("does not resolve" in note for note in result.status_notes)
+
+
+def test_a_quiet_stream_still_moves_the_cursor(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    """The restrained party may post nothing for days: that is coverage, not a gap."""
+    populate(bluesky_server)
+    config = settings(bluesky_server, jetstream, identifier=None, app_password=None, backlog=0)
+    first = make(watchers, config).poll({})
+    assert first.observations == []
+    assert first.state["cursor_us"] == time_us(NOW) - REWIND_US
+    watchers.pop().close()
+    later = make(watchers, config, lambda: NOW + timedelta(hours=20)).poll(first.state)
+    assert later.observations == []
+    assert jetstream.connections[-1]["cursor"] == [str(time_us(NOW) - 2 * REWIND_US)]

@@ -52,7 +52,12 @@ from watchers.base import (
 from watchers.bluesky_events import EventSink
 from watchers.bluesky_records import Profile, parse_time, post_observation, profile_from_view
 from watchers.bluesky_state import BlueskyState
-from watchers.bluesky_stream import MAX_WANTED_DIDS, JetstreamReader
+from watchers.bluesky_stream import (
+    MAX_WANTED_DIDS,
+    REWIND_US,
+    JetstreamReader,
+    datetime_to_us,
+)
 from watchers.toolkit.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -437,6 +442,13 @@ class BlueskyWatcher:
                 sink.notes.append("Bluesky: Jetstream had not caught up when this poll ended")
         events, gaps = reader.drain()
         sink.stream(events, gaps)
+        # A live stream has delivered everything up to about now, even when nothing of
+        # interest happened: the cursor moves on, so a quiet day is not taken for a gap.
+        now_us = datetime_to_us(self._clock())
+        if reader.caught_up(now_us):
+            live = now_us - REWIND_US
+            if st.cursor_us is None or live > st.cursor_us:
+                st.cursor_us = live
         if reader.last_error:
             sink.notes.append(f"Bluesky: Jetstream: {reader.last_error}")
 

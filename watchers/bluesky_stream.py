@@ -44,6 +44,9 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 BUFFER_FULL = "too many events between two polls"
+# The stream counts as live when quiet this long, or when its events are this recent.
+CAUGHT_UP_IDLE = 0.5
+CAUGHT_UP_US = 10_000_000
 
 
 def us_to_datetime(time_us: int) -> datetime:
@@ -132,6 +135,7 @@ class JetstreamReader:
         self.connects = 0
         # time.monotonic() of the last message or connection; for "caught up" checks.
         self.last_activity = time.monotonic()
+        self.newest_us: int | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -164,6 +168,15 @@ class JetstreamReader:
         with self._lock:
             self._events.extendleft(reversed(events))
             self._gaps[:0] = gaps
+
+    def caught_up(self, now_us: int, idle: float = CAUGHT_UP_IDLE) -> bool:
+        """Connected, and either quiet for ``idle`` seconds (a filtered stream has sent
+        everything it had) or delivering events from the last ``CAUGHT_UP_US``."""
+        if not self.connected.is_set():
+            return False
+        if time.monotonic() - self.last_activity >= idle:
+            return True
+        return self.newest_us is not None and self.newest_us >= now_us - CAUGHT_UP_US
 
     def wait_caught_up(self, idle: float, limit: float) -> bool:
         """Wait until the stream is connected and has been quiet for ``idle`` seconds
@@ -226,6 +239,8 @@ class JetstreamReader:
             self._events.append(event)
         if self._cursor_us is None or event.time_us > self._cursor_us:
             self._cursor_us = event.time_us
+        if self.newest_us is None or event.time_us > self.newest_us:
+            self.newest_us = event.time_us
 
     def _check_replay_window(self) -> None:
         """A cursor older than Jetstream keeps cannot be replayed whole: say so."""

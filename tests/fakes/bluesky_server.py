@@ -312,6 +312,12 @@ class FakeJetstream:
         for connection in list(self._live):
             connection.close(1011, "restarting")
 
+    @property
+    def latest(self) -> datetime:
+        """The time of the newest event sent so far (the tests' clock follows it)."""
+        stamps = [e["time_us"] for e in self.events]
+        return datetime.fromtimestamp(max(stamps, default=0) / 1_000_000, tz=UTC)
+
     def emit(self, event: dict[str, Any]) -> None:
         with self._changed:
             self.events.append(event)
