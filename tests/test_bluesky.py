@@ -456,3 +456,47 @@ def test_a_quiet_stream_still_moves_the_cursor(
     later = make(watchers, config, lambda: NOW + timedelta(hours=20)).poll(first.state)
     assert later.observations == []
     assert jetstream.connections[-1]["cursor"] == [str(time_us(NOW) - 2 * REWIND_US)]
+
+
+def test_an_expiring_session_is_refreshed_not_recreated(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    bluesky_server.access_ttl = 600  # inside the SDK's 15-minute refresh margin
+    watcher = make(watchers, settings(bluesky_server))
+    first = watcher.poll({})
+    bluesky_server.access_ttl = 7200
+    watcher.poll(first.state)
+    posts = [r.nsid for r in bluesky_server.requests if r.method == "POST"]
+    assert posts[0] == "com.atproto.server.createSession"
+    assert "com.atproto.server.refreshSession" in posts
+    assert posts.count("com.atproto.server.createSession") == 1
+    listed = [r for r in bluesky_server.requests if "listNotifications" in r.nsid]
+    assert listed[-1].authorized
+
+
+def test_handles_are_resolved_again_a_day_later(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    clock = [NOW]
+    watcher = make(watchers, settings(bluesky_server), lambda: clock[0])
+    state = watcher.poll({}).state
+
+    def resolutions() -> int:
+        return sum(r.nsid.endswith("resolveHandle") for r in bluesky_server.requests)
+
+    once = resolutions()
+    clock[0] = NOW + timedelta(hours=2)
+    state = watcher.poll(state).state
+    assert resolutions() == once
+    # A day later the handle now points elsewhere: the DID that was followed is kept.
+    bluesky_server.rename(JDOE_DID, "johnny.bsky.social")
+    bluesky_server.add_account(
+        "did:plc:squatter0000000000000001", "johndoe.bsky.social", "X", "2026-05-01T00:00:00.000Z"
+    )
+    clock[0] = NOW + timedelta(days=1, hours=1)
+    result = watcher.poll(state)
+    assert resolutions() > once
+    assert result.state["dids"]["johndoe.bsky.social"] == JDOE_DID
+    assert any("still following " + JDOE_DID in note for note in result.status_notes)

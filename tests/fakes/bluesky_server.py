@@ -57,14 +57,14 @@ def time_us(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
-def _jwt(subject: str, scope: str) -> str:
+def _jwt(subject: str, scope: str, ttl: int = 7200) -> str:
     """A JWT-shaped token (the SDK reads its ``exp`` to decide when to refresh)."""
 
     def part(value: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
-    claims = {"scope": scope, "sub": subject, "iat": now, "exp": now + 7200}
+    claims = {"scope": scope, "sub": subject, "iat": now, "exp": now + ttl}
     return f"{part({'typ': 'at+jwt', 'alg': 'ES256K'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
@@ -87,6 +87,8 @@ class FakeBluesky:
         self.requests: list[Recorded] = []
         self.write_attempts: list[str] = []
         self.access_token = ""
+        # Lifetime of the access tokens handed out (the SDK refreshes 15 min before).
+        self.access_ttl = 7200
         self.fail: dict[str, tuple[int, dict[str, Any]]] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -214,7 +216,7 @@ class FakeBluesky:
 
     def _session(self, name: str) -> tuple[int, dict[str, Any]]:
         session = fixture(name)
-        self.access_token = _jwt(PROTECTED_DID, "com.atproto.appPass")
+        self.access_token = _jwt(PROTECTED_DID, "com.atproto.appPass", self.access_ttl)
         session.update(
             did=PROTECTED_DID,
             handle=IDENTIFIER,
