@@ -384,7 +384,8 @@ def test_xrpc_failures_are_one_line_watcher_errors(
 ) -> None:
     populate(bluesky_server)
     bluesky_server.fail["app.bsky.feed.getAuthorFeed"] = (status, body)
-    watcher = make(watchers, settings(bluesky_server))
+    # Every source fails (two author feeds, no account): the poll fails.
+    watcher = make(watchers, settings(bluesky_server, identifier=None, app_password=None))
     with pytest.raises(error) as caught:
         watcher.poll({})
     message = str(caught.value)
@@ -436,11 +437,15 @@ def test_without_a_watched_account_the_whole_firehose_is_never_opened(
 ) -> None:
     # Nobody exists under the configured handles: wantedDids would be empty.
     config = settings(bluesky_server, jetstream, identifier=None, app_password=None)
-    result = make(watchers, config).poll({})
+    watcher = make(watchers, config)
+    result = watcher.poll({})
     assert result.observations == []
     assert jetstream.connections == []
     assert any("Jetstream not started" in note for note in result.status_notes)
     assert any("does not resolve" in note for note in result.status_notes)
+    # Until the next resolution, every poll's status still says so.
+    again = watcher.poll(result.state)
+    assert any("does not resolve" in note for note in again.status_notes)
 
 
 def test_a_quiet_stream_still_moves_the_cursor(
@@ -500,3 +505,23 @@ def test_handles_are_resolved_again_a_day_later(
     assert resolutions() > once
     assert result.state["dids"]["johndoe.bsky.social"] == JDOE_DID
     assert any("still following " + JDOE_DID in note for note in result.status_notes)
+
+
+def test_one_failing_source_is_a_status_line_and_the_others_are_kept(
+    bluesky_server: FakeBluesky, watchers: list[BlueskyWatcher]
+) -> None:
+    populate(bluesky_server)
+    bluesky_server.fail["app.bsky.notification.listNotifications"] = (
+        500,
+        {"error": "InternalServerError"},
+    )
+    watcher = make(watchers, settings(bluesky_server))
+    result = watcher.poll({})
+    rkeys = {o.native_id.rsplit("/", 1)[1] for o in result.observations}
+    assert rkeys == {"3jdoe1", "3jdoe2", "3friend1"}  # the author feeds
+    assert any("listNotifications failed (500" in note for note in result.status_notes)
+    # The notifications are read from where they were once the server is back.
+    assert "notifications_newest" not in {k for k, v in result.state.items() if v}
+    del bluesky_server.fail["app.bsky.notification.listNotifications"]
+    later = watcher.poll(result.state)
+    assert "3alt1" in {o.native_id.rsplit("/", 1)[1] for o in later.observations}

@@ -16,9 +16,10 @@ session; nothing is posted, liked, followed, muted, blocked, reported, and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -189,12 +190,13 @@ class BlueskyWatcher:
         now = self._clock()
         st = BlueskyState.from_json(state)
         notes: list[str] = []
-        self._resolve_identities(st, now, notes)
+        self._resolve_identities(st, now)
+        notes.extend(st.identity_notes)
         sink = EventSink(self, st, notes)
+        sources = [partial(self._author_feed, did, st, sink) for did in sorted(sink.wanted)]
         if self.settings.identifier is not None:
-            self._notifications(st, sink)
-        for did in sorted(sink.wanted):
-            self._author_feed(did, st, sink)
+            sources.insert(0, partial(self._notifications, st, sink))
+        self._read_sources(sources, notes)
         if self.settings.realtime:
             self._stream(st, sink)
         try:
@@ -204,9 +206,23 @@ class BlueskyWatcher:
             raise
         return PollResult(observations, st.to_json(), notes)
 
+    @staticmethod
+    def _read_sources(sources: Sequence[Callable[[], None]], notes: list[str]) -> None:
+        """Read every XRPC source; one failing source is a status line and the others
+        are kept, but when all fail the poll fails (the stream's events stay buffered)."""
+        failures: list[TransientError] = []
+        for read in sources:
+            try:
+                read()
+            except TransientError as exc:
+                failures.append(exc)
+                notes.append(str(exc))
+        if failures and len(failures) == len(sources):
+            raise failures[0]
+
     # ------------------------------------------------------------ identities
 
-    def _resolve_identities(self, st: BlueskyState, now: datetime, notes: list[str]) -> None:
+    def _resolve_identities(self, st: BlueskyState, now: datetime) -> None:
         """Configured handles → DIDs, at the first poll of a process and then daily. A
         handle that stops resolving (renamed) keeps the DID it had: the person is the DID."""
         self._dids = dict(st.dids)
@@ -214,6 +230,7 @@ class BlueskyWatcher:
         if self._resolved_this_run and not due:
             return
         t = self.targets
+        notes = st.identity_notes = []
         for handle in sorted(t.protected_handles | t.restrained_handles | t.associate_handles):
             key = handle.strip().removeprefix("@").lower()
             if key.startswith("did:"):

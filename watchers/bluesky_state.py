@@ -31,6 +31,8 @@ class BlueskyState:
     # "time_us:did" of the events stored in the last REWIND_US before the cursor: a
     # resumed stream replays those, and they are skipped rather than stored again.
     recent: list[str] = dataclasses.field(default_factory=list)
+    # What the last resolution found wrong (shown by every poll until the next one).
+    identity_notes: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> BlueskyState:
@@ -46,6 +48,7 @@ class BlueskyState:
             feeds={k: t for k, v in _str_map(value.get("feeds")).items() if (t := parse_time(v))},
             captured=_strings(value.get("captured")),
             recent=_strings(value.get("recent")),
+            identity_notes=_strings(value.get("identity_notes")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +62,7 @@ class BlueskyState:
             "feeds": {k: _iso(v) for k, v in sorted(self.feeds.items())},
             "captured": self.captured[-MAX_CAPTURED:],
             "recent": self.recent,
+            "identity_notes": self.identity_notes,
         }
 
 
