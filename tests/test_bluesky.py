@@ -20,11 +20,12 @@ from tests.fakes.bluesky_server import (
     bluesky_server_fixture,  # noqa: F401
     fixture,
     jetstream_fixture,  # noqa: F401
+    jsonl,
     time_us,
 )
 from watchers.base import AuthError, RateLimitedError, Targets, TransientError
 from watchers.bluesky import BlueskySettings, BlueskyWatcher, ReadOnlyViolation
-from watchers.bluesky_stream import REWIND_US
+from watchers.bluesky_stream import REWIND_US, parse_event, us_to_datetime
 
 JDOE_DID = "did:plc:johndoe00000000000000001"
 FRIEND_DID = "did:plc:jdoefriend00000000000001"
@@ -525,3 +526,27 @@ def test_one_failing_source_is_a_status_line_and_the_others_are_kept(
     del bluesky_server.fail["app.bsky.notification.listNotifications"]
     later = watcher.poll(result.state)
     assert "3alt1" in {o.native_id.rsplit("/", 1)[1] for o in later.observations}
+
+
+def test_recorded_jetstream_events_are_read_and_uninvolved_ones_leave_nothing(
+    bluesky_server: FakeBluesky, jetstream: FakeJetstream, watchers: list[BlueskyWatcher]
+) -> None:
+    """Jetstream's own golden events (like, reply, repost, follow, block, profile and
+    other-collection updates, a delete, identity, account) through the whole-network
+    reader: all parse, none concerns the case, so none is kept."""
+    golden = jsonl("subscribe_golden_v1.jsonl")
+    assert all(parse_event(json.dumps(event)) is not None for event in golden)
+    populate(bluesky_server)
+    for event in golden:
+        jetstream.emit(event)
+    config = settings(
+        bluesky_server, jetstream, identifier=None, app_password=None, backlog=0, network="all"
+    )
+    newest = max(e["time_us"] for e in golden)
+    clock = lambda: us_to_datetime(newest) + timedelta(seconds=1)  # noqa: E731
+    result = make(watchers, config, clock).poll({})
+    assert result.observations == []
+    # Only posts, identity and account events are asked for (wantedCollections).
+    sent = {"wantedCollections": ["app.bsky.feed.post"]}
+    assert jetstream.connections == [sent]
+    assert result.state["cursor_us"] >= newest - REWIND_US
