@@ -84,6 +84,10 @@ MIN_EMAIL_LOCAL_LENGTH = 6
 # ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
 CONTAINS_SCORE = 90.0
 SAME_SKELETON_SCORE = 100.0
+# Hosting domains shared by many accounts, left out of look-alike comparisons.
+SHARED_HANDLE_SUFFIXES: dict[str, tuple[str, ...]] = {"bluesky": (".bsky.social",)}
+# Platforms whose handles can change hands while the account id stays (Bluesky DIDs).
+ID_LINKED_PLATFORMS = frozenset({"bluesky"})
 # Distinct ``case_ids`` filters remembered (one per watcher in practice).
 _MAX_CACHED_FILTERS = 256
 # An account created on or after the order's effective date is more suspicious.
@@ -310,7 +314,7 @@ def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
                 if len(norm) < MIN_EMAIL_LOCAL_LENGTH:
                     continue
             else:
-                norm = normalize_handle(_lookalike_part(platform, handle))
+                norm = _lookalike_handle(platform, handle)
             if norm and norm not in found:
                 found[norm] = _Identifier(norm, handle, "handle", platform)
     for name in (*case.restrained.names, *case.restrained.aliases):
@@ -618,7 +622,36 @@ class Matcher:
                 for platform, handles in sorted(case.associates.items()):
                     if platform != obs.platform and key in handles:
                         return _Author("associate", f"associate `{shown}` (listed for {platform})")
+        role, configured = _role_by_account_id(case, obs, author)
+        if role == "protected":
+            return None
+        if role is not None:
+            now = f" (now `{obs.author_handle}`)" if obs.author_handle else ""
+            label = "restrained account" if role == "restrained" else "associate"
+            return _Author(role, f"{label} `{configured}`{now}")
         return _suspect(case, obs, author) or _unknown_author(obs, author)
+
+
+def _role_by_account_id(
+    case: _Case, obs: Observation, author: _AuthorContext
+) -> tuple[Literal["protected", "restrained", "associate"] | None, str]:
+    """On platforms where a handle can change while the account stays (Bluesky: the
+    DID), the author's account id against the configured handles' ids, which the
+    watcher resolved (``account_lookup`` answers from its cache); a DID may also be
+    configured directly. A renamed restrained account stays the restrained account."""
+    if obs.platform not in ID_LINKED_PLATFORMS or not obs.author_id:
+        return None, ""
+    author_id = identity_handle(obs.author_id)
+    roles = (
+        ("restrained", case.restrained),
+        ("associate", case.associates),
+        ("protected", case.protected),
+    )
+    for role, by_platform in roles:
+        for key, configured in by_platform.get(obs.platform, {}).items():
+            if key == author_id or author.account_id_of(configured) == obs.author_id:
+                return role, configured  # type: ignore[return-value]
+    return None, ""
 
 
 def _unknown_author(obs: Observation, author: _AuthorContext) -> _Author:
@@ -723,14 +756,22 @@ def _author_lookalike(obs: Observation) -> str:
     if obs.platform == EMAIL_PLATFORM:
         local = _email_address(obs.author_handle).rsplit("@", 1)[0]
         return normalize_handle(local)
-    return normalize_handle(_lookalike_part(obs.platform, obs.author_handle))
+    return _lookalike_handle(obs.platform, obs.author_handle)
 
 
-def _lookalike_part(platform: str, handle: str) -> str:
-    """What of a handle can imitate another: the user name of a ``user@instance``."""
+def _lookalike_handle(platform: str, handle: str) -> str:
+    """The look-alike form of what of a handle can imitate another: the user name of a
+    ``user@instance`` (the instance says nothing), without a shared hosting domain:
+    ``.bsky.social`` says nothing about the person and would make short handles there
+    look alike (``bob.bsky.social`` scores 81 against ``jdoe.bsky.social``, 29 without
+    it)."""
+    bare = identity_handle(handle)
     if platform in FEDIVERSE_PLATFORMS:
-        return identity_handle(handle).partition("@")[0]
-    return handle
+        bare = bare.partition("@")[0]
+    for suffix in SHARED_HANDLE_SUFFIXES.get(platform, ()):
+        if bare.endswith(suffix) and len(bare) > len(suffix):
+            bare = bare[: -len(suffix)]
+    return normalize_handle(bare)
 
 
 def _format_score(score: float) -> str:
@@ -768,6 +809,20 @@ class _AuthorContext:
         self._done = False
         self._info: AccountInfo | None = None
         self._failure: str | None = None
+        self._ids: dict[str, str | None] = {}
+
+    def account_id_of(self, handle: str) -> str | None:
+        """The platform's account id behind a configured handle, or None."""
+        if handle not in self._ids:
+            self._ids[handle] = None
+            if self._lookup is not None:
+                try:
+                    info = self._lookup(handle)
+                except WatcherError as exc:
+                    log.warning("account id lookup for a configured handle failed: %s", exc)
+                    info = None
+                self._ids[handle] = info.account_id if info is not None else None
+        return self._ids[handle]
 
     def shown(self) -> str:
         """The author as the reason names them (an email's bare address)."""

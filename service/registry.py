@@ -19,6 +19,7 @@ BUILTIN = {
     "x": "watchers.x:XWatcher",
     "mastodon": "watchers.mastodon:MastodonWatcher",
     "imap": "watchers.imap:ImapWatcher",
+    "bluesky": "watchers.bluesky:BlueskyWatcher",
 }
 
 

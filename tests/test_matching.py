@@ -936,3 +936,74 @@ def test_email_associate_address_and_short_local_parts() -> None:
     # "jd" is too short to make every jd@ a suspect; an unrelated sender is nothing.
     assert matcher.match(email_obs("jd@elsewhere.test")) == []
     assert matcher.match(email_obs("newsletter@shop.test")) == []
+
+
+# -- Bluesky: the DID is the account --------------------------------------------------
+
+JDOE_DID = "did:plc:johndoe00000000000000001"
+
+
+def bluesky_case() -> CaseSettings:
+    return make_case(
+        protected={"names": ["Alex Smith"], "handles": {"bluesky": ["alex.bsky.social"]}},
+        restrained={
+            "names": ["John Doe"],
+            "handles": {"bluesky": ["johndoe.bsky.social"]},
+            "associates": {"bluesky": ["did:plc:friend000000000000000001"]},
+        },
+    )
+
+
+def bluesky_reply(handle: str, did: str) -> Observation:
+    return obs(
+        platform="bluesky",
+        native_id=f"at://{did}/app.bsky.feed.post/3x",
+        kind="reply",
+        author_handle=handle,
+        author_id=did,
+        addressed_to=("alex.bsky.social",),
+        text="answer me",
+    )
+
+
+def test_a_renamed_bluesky_account_is_still_the_restrained_party() -> None:
+    matcher = Matcher([bluesky_case()])
+    dids = {"johndoe.bsky.social": JDOE_DID}
+    lookup = RecordingLookup(lambda h: AccountInfo(handle=h, account_id=dids.get(h)))
+    hit = only_hit(
+        matcher.match(bluesky_reply("johnny.bsky.social", JDOE_DID), account_lookup=lookup)
+    )
+    assert hit.kind == "contact"
+    assert hit.suspected is False
+    assert "restrained account `johndoe.bsky.social` (now `johnny.bsky.social`)" in hit.reason
+    # Another account that took the old handle is not the restrained party by its DID.
+    other = matcher.match(
+        bluesky_reply("johndoe2.bsky.social", "did:plc:other"), account_lookup=lookup
+    )
+    assert [h.kind for h in other] == ["suspected_alt"]
+
+
+def test_a_did_can_be_configured_directly() -> None:
+    matcher = Matcher([bluesky_case()])
+    friend = bluesky_reply("pal.bsky.social", "did:plc:friend000000000000000001")
+    hit = only_hit(matcher.match(friend))
+    assert hit.kind == "third_party"
+    assert "associate `did:plc:friend000000000000000001` (now `pal.bsky.social`)" in hit.reason
+
+
+def test_account_ids_are_only_compared_on_bluesky(matcher: Matcher) -> None:
+    lookup = RecordingLookup(lambda h: AccountInfo(handle=h, account_id="1"))
+    matcher.match(
+        obs(author_handle="someone", author_id="1", addressed_to=("alex_smith",), kind="reply"),
+        account_lookup=lookup,
+    )
+    assert lookup.calls == []
+
+
+def test_the_shared_bsky_social_domain_does_not_make_handles_look_alike() -> None:
+    matcher = Matcher([bluesky_case()])
+    stranger = matcher.match(bluesky_reply("bob.bsky.social", "did:plc:bob"))
+    assert [h.kind for h in stranger] == []
+    alt = only_hit(matcher.match(bluesky_reply("j0hnd0e.bsky.social", "did:plc:alt")))
+    assert alt.kind == "suspected_alt"
+    assert alt.score == 100
