@@ -248,3 +248,16 @@ class Heartbeat(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class SeenItem(Base):
+    """An observation that involved nobody of any case, remembered only as a hash of
+    (platform, native id, authored content) so that it is not matched again at every
+    poll. Nothing it said, nor who said it, is kept: evidence holds the case, not the
+    world (DESIGN principle 9)."""
+
+    __tablename__ = "seen_items"
+
+    marker: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The day it was first seen, for pruning old markers one day; no finer time.
+    seen_on: Mapped[date] = mapped_column(Date)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.alerts import enqueue_health_alert
 from service.hits import Hit
 from service.matching import Matcher
+from service.retention import Retention, Split
 from service.settings import CaseSettings, Settings
 from service.store import Store, WatcherStateView
 from watchers.base import (
@@ -96,6 +97,7 @@ class Pipeline:
         self.settings = settings
         self.sessions = sessions
         self.store = store
+        self.retention = Retention(store.engine)
         self.clock = clock
         self.matcher = Matcher(settings.cases)
         self._cases = {case.id: case for case in settings.cases}
@@ -120,8 +122,8 @@ class Pipeline:
         try:
             watcher = self.watcher(name)
             result = watcher.poll(dict(view.cursor) if view is not None else {})
-            new = self.store.new_observations(result.observations)
-            hits = self._match(settings, watcher, new)
+            new = self.retention.unmarked(self.store.new_observations(result.observations))
+            kept = self._keep_the_case(settings, new, self._match(settings, watcher, new))
         except WatcherError as exc:
             return self._failed(settings, exc, _episode(view))
         except Exception as exc:  # a bug in one watcher must not stop the others
@@ -133,11 +135,12 @@ class Pipeline:
             )
             return self._failed(settings, error, _episode(view))
         now = self.clock()
+        self.retention.remember(kept.markers, now)
         recorded = self.store.record_poll(
             name,
             settings.type,
-            new,
-            hits,
+            kept.kept,
+            kept.hits,
             result.state,
             result.status_notes,
             self._cases,
@@ -176,6 +179,13 @@ class Pipeline:
             if found:
                 hits[index] = found
         return hits
+
+    def _keep_the_case(
+        self, settings: WatcherSettings, new: list[Observation], hits: dict[int, list[Hit]]
+    ) -> Split:
+        """What becomes evidence; the rest only leaves a marker (service.retention)."""
+        case_ids = [case.id for case in self.settings.cases_for(settings)]
+        return self.retention.split(new, hits, lambda obs: self.matcher.involved(obs, case_ids))
 
     def _failed(self, settings: WatcherSettings, exc: WatcherError, episode: str) -> PollOutcome:
         name = settings.display_name
