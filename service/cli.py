@@ -51,8 +51,9 @@ def _domain_errors() -> dict[type[Exception], int]:
     ``nocontact check`` stays fast."""
     from service.db import StoreError
     from service.export import ExportError
+    from service.export_check import BrokenStoreError
 
-    return {StoreError: EXIT_RUNTIME, ExportError: EXIT_USAGE}
+    return {StoreError: EXIT_RUNTIME, ExportError: EXIT_USAGE, BrokenStoreError: EXIT_RUNTIME}
 
 
 def edge(func: Callable[P, R]) -> Callable[P, R]:
@@ -325,8 +326,13 @@ def _timeline_table(rows: list[dict[str, Any]], include_all: bool) -> None:
 @click.option("--case", "case_id", required=True, help="The case to export.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Write into a non-empty directory.")
+@click.option(
+    "--allow-broken",
+    is_flag=True,
+    help="Write the packet even when verification fails, flagging every failure.",
+)
 @edge
-def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
+def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_broken: bool) -> None:
     """Write the evidence packet of a case (report, JSON, CSV, raw payloads, manifest)."""
     from service.export import export_case
 
@@ -337,7 +343,13 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
     assert state is not None  # noqa: S101 - set by the group
     with _sessions(loaded) as (sessions, _), _LazyProgress(state) as progress:
         result = export_case(
-            sessions, case, out_dir, force=force, now=datetime.now(UTC), progress=progress.advance
+            sessions,
+            case,
+            out_dir,
+            force=force,
+            now=datetime.now(UTC),
+            progress=progress.advance,
+            allow_broken=allow_broken,
         )
     state.out.print(result.summary_line(), markup=False)
 

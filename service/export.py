@@ -31,6 +31,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
+from service.export_check import Verification, verify_before_export
 from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
 from service.report import (
     CoverInfo,
@@ -427,7 +428,13 @@ def _dumps(value: Any) -> str:
 
 
 class _JsonWriter:
-    def __init__(self, out: IO[str], case: CaseSettings, exported_at: datetime) -> None:
+    def __init__(
+        self,
+        out: IO[str],
+        case: CaseSettings,
+        exported_at: datetime,
+        verification: dict[str, object] | None = None,
+    ) -> None:
         self.out = out
         self.first = True
         header = {
@@ -443,6 +450,7 @@ class _JsonWriter:
                 "protected": case.protected.model_dump(mode="json"),
                 "restrained": case.restrained.model_dump(mode="json"),
             },
+            "verification": verification,
         }
         self.out.write(_dumps(header)[:-1] + ',\n"violations": [\n')
 
@@ -550,12 +558,15 @@ def export_case(
     force: bool = False,
     now: datetime,
     progress: Progress | None = None,
+    allow_broken: bool = False,
 ) -> ExportResult:
-    """Write the evidence packet of ``case`` into ``out_dir``."""
+    """Write the evidence packet of ``case`` into ``out_dir``; a store that fails
+    verification is refused (``BrokenStoreError``) unless ``allow_broken``."""
     zone = _zone(case)
+    verification = verify_before_export(sessions, case.id, allow_broken=allow_broken)
     try:
         _prepare_dir(out_dir, force)
-        return _write_packet(sessions, case, out_dir, zone, now, progress)
+        return _write_packet(sessions, case, out_dir, zone, now, progress, verification)
     except OSError as err:
         target = err.filename or out_dir
         raise ExportError(f"cannot write the packet at {target}: {err.strerror}") from err
@@ -568,8 +579,9 @@ def _write_packet(
     zone: ZoneInfo,
     now: datetime,
     progress: Progress | None,
+    verification: Verification,
 ) -> ExportResult:
-    cover = _cover(case, now)
+    cover = dataclasses.replace(_cover(case, now), verification=verification)
     with sessions() as session:
         summary = _summary(session, case.id, zone)
         last_seq = _last_case_seq(session, case.id)
@@ -580,7 +592,7 @@ def _write_packet(
             _open_private(out_dir / "report.pdf") as pdf_out,
         ):
             html_report = HtmlReport(html_out, cover, summary)
-            json_writer = _JsonWriter(json_out, case, now)
+            json_writer = _JsonWriter(json_out, case, now, verification.as_json())
             csv_writer = _CsvWriter(csv_out)
             raw_writer = _RawWriter(out_dir)
             counts = {"violations": 0, "evidence": 0}
