@@ -52,8 +52,14 @@ def _domain_errors() -> dict[type[Exception], int]:
     from service.db import StoreError
     from service.export import ExportError
     from service.export_check import BrokenStoreError
+    from service.timestamping import TimestampError
 
-    return {StoreError: EXIT_RUNTIME, ExportError: EXIT_USAGE, BrokenStoreError: EXIT_RUNTIME}
+    return {
+        StoreError: EXIT_RUNTIME,
+        ExportError: EXIT_USAGE,
+        BrokenStoreError: EXIT_RUNTIME,
+        TimestampError: EXIT_USAGE,
+    }
 
 
 def edge(func: Callable[P, R]) -> Callable[P, R]:
@@ -342,6 +348,7 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_br
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
     with _sessions(loaded) as (sessions, _), _LazyProgress(state) as progress:
+        roots = _stamp_for_export(loaded, sessions)
         result = export_case(
             sessions,
             case,
@@ -350,8 +357,49 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_br
             now=datetime.now(UTC),
             progress=progress.advance,
             allow_broken=allow_broken,
+            timestamp_roots=roots,
         )
     state.out.print(result.summary_line(), markup=False)
+
+
+def _stamp_for_export(loaded: LoadedConfig, sessions: Any) -> list[Any]:
+    """Stamp the head by each TSA before an export; a TSA that fails is reported and
+    the packet carries the tokens already stored. Returns the configured roots."""
+    from service.timestamping import load_roots, outcome_line, stamp_now
+
+    settings = loaded.settings.evidence.timestamping
+    if settings is None:
+        return []
+    roots = load_roots(settings.ca_files, loaded.base_dir)
+    for outcome in stamp_now(sessions, settings, clock=lambda: datetime.now(UTC)):
+        if outcome.error is not None:
+            click.echo(f"warning: {outcome_line(outcome)}", err=True)
+    return roots
+
+
+@cli.command()
+@config_option
+@edge
+def timestamp(config_path: Path) -> None:
+    """Have each timestamp authority (evidence.timestamping) sign the chain head now."""
+    from service.timestamping import outcome_line, stamp_now
+
+    loaded = _load(config_path)
+    settings = loaded.settings.evidence.timestamping
+    if settings is None:
+        fail(
+            f"{config_path}: no evidence.timestamping in the config; add "
+            "`evidence: {timestamping: {tsa_urls: [https://…]}}`",
+            EXIT_USAGE,
+        )
+    with _sessions(loaded) as (sessions, _):
+        outcomes = stamp_now(sessions, settings, clock=lambda: datetime.now(UTC))
+    if not outcomes:
+        click.echo("the chain is empty: nothing to stamp yet")
+    for outcome in outcomes:
+        click.echo(outcome_line(outcome), err=outcome.error is not None)
+    if any(outcome.error is not None for outcome in outcomes):
+        sys.exit(EXIT_RUNTIME)
 
 
 class _LazyProgress:
@@ -391,12 +439,15 @@ class _LazyProgress:
 @edge
 def verify(config_path: Path, case_id: str | None) -> None:
     """Recompute every evidence hash and the chain; exit 1 on any mismatch."""
+    from service.timestamping import load_roots
     from service.verify import verify_store
 
     loaded = _load(config_path)
     _require_case(loaded, case_id)
+    timestamping = loaded.settings.evidence.timestamping
+    roots = load_roots(timestamping.ca_files, loaded.base_dir) if timestamping else []
     with _sessions(loaded) as (sessions, _):
-        report = verify_store(sessions, case_id)
+        report = verify_store(sessions, case_id, tsa_roots=roots)
     lines = report.problem_lines()
     for line in lines:
         click.echo(line, err=True)

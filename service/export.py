@@ -27,12 +27,16 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography import x509
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import chain
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.export_check import Verification, verify_before_export
 from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
+from service.packet_timestamps import FOLDER as TIMESTAMPS_FOLDER
+from service.packet_timestamps import write_timestamps
 from service.report import (
     CoverInfo,
     EvidenceItem,
@@ -41,6 +45,7 @@ from service.report import (
     Summary,
     ViolationEntry,
 )
+from service.report_sections import PacketFacts
 from service.settings import CaseSettings
 
 PACKET_FORMAT = "nocontact-evidence-packet/1"
@@ -121,11 +126,12 @@ def _remove_old_packet(out_dir: Path) -> None:
         if path.is_dir() and not path.is_symlink():
             raise ExportError(f"{path} is a directory; remove it or choose another --out")
         path.unlink(missing_ok=True)
-    raw = out_dir / "raw"
-    if raw.is_symlink() or raw.is_file():
-        raw.unlink()
-    elif raw.is_dir():
-        shutil.rmtree(raw)
+    for folder in ("raw", TIMESTAMPS_FOLDER):
+        raw = out_dir / folder
+        if raw.is_symlink() or raw.is_file():
+            raw.unlink()
+        elif raw.is_dir():
+            shutil.rmtree(raw)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -358,21 +364,6 @@ def _last_case_seq(session: Session, case_id: str) -> int:
     return session.scalar(query) or 0
 
 
-def _iter_links(session: Session, last_seq: int) -> Iterator[tuple[int, str, str]]:
-    after = 0
-    while after < last_seq:
-        page = session.execute(
-            select(Evidence.seq, Evidence.sha256, Evidence.chain_sha256)
-            .where(Evidence.seq > after, Evidence.seq <= last_seq)
-            .order_by(Evidence.seq)
-            .limit(LINK_PAGE)
-        ).all()
-        if not page:
-            return
-        yield from ((seq, sha, chain) for seq, sha, chain in page)
-        after = page[-1][0]
-
-
 # --------------------------------------------------------------------------- writers
 
 
@@ -458,7 +449,12 @@ class _JsonWriter:
         self.out.write(("" if self.first else ",\n") + _dumps(_json_violation(entry)))
         self.first = False
 
-    def finish(self, links: Iterator[tuple[int, str, str]], last_seq: int) -> bool:
+    def finish(
+        self,
+        links: Iterator[tuple[int, str, str]],
+        last_seq: int,
+        records: Sequence[dict[str, Any]] = (),
+    ) -> bool:
         """Write the chain section; return whether each link follows from the last."""
         chain = {
             "algorithm": CHAIN_ALGORITHM,
@@ -466,6 +462,8 @@ class _JsonWriter:
             "genesis": GENESIS_CHAIN,
             "first_seq": 1,
             "last_seq": last_seq,
+            # Chain records other than evidence that the packet carries (timestamps).
+            "records": list(records),
         }
         self.out.write('\n],\n"chain": ' + _dumps(chain)[:-1] + ',\n"links": [\n')
         previous, expected_seq, intact = GENESIS_CHAIN, 1, True
@@ -559,14 +557,19 @@ def export_case(
     now: datetime,
     progress: Progress | None = None,
     allow_broken: bool = False,
+    timestamp_roots: Sequence[x509.Certificate] = (),
 ) -> ExportResult:
     """Write the evidence packet of ``case`` into ``out_dir``; a store that fails
     verification is refused (``BrokenStoreError``) unless ``allow_broken``."""
     zone = _zone(case)
-    verification = verify_before_export(sessions, case.id, allow_broken=allow_broken)
+    verification = verify_before_export(
+        sessions, case.id, allow_broken=allow_broken, tsa_roots=timestamp_roots
+    )
     try:
         _prepare_dir(out_dir, force)
-        return _write_packet(sessions, case, out_dir, zone, now, progress, verification)
+        return _write_packet(
+            sessions, case, out_dir, zone, now, progress, verification, timestamp_roots
+        )
     except OSError as err:
         target = err.filename or out_dir
         raise ExportError(f"cannot write the packet at {target}: {err.strerror}") from err
@@ -580,11 +583,14 @@ def _write_packet(
     now: datetime,
     progress: Progress | None,
     verification: Verification,
+    roots: Sequence[x509.Certificate],
 ) -> ExportResult:
-    cover = dataclasses.replace(_cover(case, now), verification=verification)
     with sessions() as session:
+        stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
+        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes)
+        cover = dataclasses.replace(_cover(case, now), facts=facts)
         summary = _summary(session, case.id, zone)
-        last_seq = _last_case_seq(session, case.id)
+        last_seq = max(_last_case_seq(session, case.id), stamps.last_seq)
         with (
             _open_private_text(out_dir / "report.html") as html_out,
             _open_private_text(out_dir / "evidence.json") as json_out,
@@ -613,8 +619,10 @@ def _write_packet(
             html_report.begin()
             PdfReport(cover, summary).build(pdf_out, fan_out())
             html_report.end()
-            links_ok = json_writer.finish(_iter_links(session, last_seq), last_seq)
-    files = [*PACKET_FILES[:-1], *raw_writer.written]
+            links_ok = json_writer.finish(
+                chain.iter_links(session, last_seq), last_seq, stamps.records
+            )
+    files = [*PACKET_FILES[:-1], *raw_writer.written, *stamps.files]
     _write_manifest(out_dir, files)
     return ExportResult(
         out_dir=out_dir,

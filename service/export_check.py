@@ -10,8 +10,9 @@ every record a problem names is flagged where it is shown.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from cryptography import x509
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.verify import VerifyReport, verify_store
@@ -56,11 +57,15 @@ def verification_of(report: VerifyReport) -> Verification:
 
 
 def verify_before_export(
-    sessions: sessionmaker[Session], case_id: str, *, allow_broken: bool
+    sessions: sessionmaker[Session],
+    case_id: str,
+    *,
+    allow_broken: bool,
+    tsa_roots: Sequence[x509.Certificate] = (),
 ) -> Verification:
     """Verify the whole store; raise ``BrokenStoreError`` on any problem unless
     ``allow_broken``. A chain is one for all cases, so any break counts."""
-    verification = verification_of(verify_store(sessions, case_id))
+    verification = verification_of(verify_store(sessions, case_id, tsa_roots=tsa_roots))
     if verification.ok or allow_broken:
         return verification
     named = "; ".join(verification.problems[:_NAMED])

@@ -36,7 +36,15 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
 from service.evidence import format_time
-from service.export_check import FAILED, Verification
+from service.report_sections import (
+    PacketFacts,
+    html_record,
+    html_timestamps,
+    html_verification,
+    pdf_record,
+    pdf_timestamps,
+    pdf_verification,
+)
 
 CHART_TITLE = "Violations per day by platform"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -114,8 +122,8 @@ class CoverInfo:
     restrained: tuple[tuple[str, str], ...]
     timezone: str
     exported_at: datetime
-    # The store's verification at export (service.export_check); None in old callers.
-    verification: Verification | None = None
+    # Verification at export, trusted timestamps (service.report_sections).
+    facts: PacketFacts = dataclasses.field(default_factory=PacketFacts)
 
 
 @dataclasses.dataclass(slots=True)
@@ -346,36 +354,6 @@ def _counter_table(title: str, counts: Counter[str]) -> str:
     return f"<h3>{html.escape(title)}</h3><table>{rows or '<tr><td>none</td></tr>'}</table>"
 
 
-def _html_verification(verification: Verification | None) -> str:
-    if verification is None:
-        return ""
-    if verification.ok:
-        return f"<p>Verification at export: {html.escape(verification.summary)}</p>"
-    problems = "".join(f"<li>{html_text(line)}</li>" for line in verification.problems)
-    return (
-        f'<div class="flag"><p><strong>{FAILED}</strong>: '
-        f"{html.escape(verification.summary)}</p><ul>{problems}</ul></div>"
-    )
-
-
-def _html_record_flag(verification: Verification | None, seq: int) -> str:
-    flag = verification.record_flag(seq) if verification is not None else None
-    return f'<p class="flag"><strong>{html_text(flag)}</strong></p>' if flag else ""
-
-
-def _pdf_verification(
-    verification: Verification | None, flag: ParagraphStyle, body: ParagraphStyle
-) -> Iterator[Flowable]:
-    if verification is None:
-        return
-    if verification.ok:
-        yield Paragraph(xml_escape(f"Verification at export: {verification.summary}"), body)
-        return
-    yield Paragraph(f"<b>{FAILED}</b>: {xml_escape(verification.summary)}", flag)
-    for line in verification.problems:
-        yield Paragraph(pdf_text(line), flag)
-
-
 class HtmlReport:
     """Writes report.html incrementally: ``begin``, ``add`` per violation, ``end``."""
 
@@ -403,7 +381,7 @@ class HtmlReport:
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             '<meta name="referrer" content="no-referrer">'
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-            f"<h1>{html.escape(title)}</h1>{_html_verification(cover.verification)}"
+            f"<h1>{html.escape(title)}</h1>{html_verification(cover.facts.verification)}"
             f"<h2>Order</h2><table>{_html_rows(order)}</table>"
             f"<h2>Protected person</h2><table>{_html_rows(cover.protected)}</table>"
             f"<h2>Restrained party</h2><table>{_html_rows(cover.restrained)}</table>\n"
@@ -446,7 +424,7 @@ class HtmlReport:
             parts.append(
                 f'<div class="evidence"><h4>Evidence seq {item.seq}: '
                 f"{html_text(item.platform)} {html_text(item.native_id)}</h4>"
-                f"{_html_record_flag(self.cover.verification, item.seq)}"
+                f"{html_record(self.cover.facts, item.seq)}"
                 f"<table>{_html_rows(_evidence_fields(item, self.zone))}</table>"
                 f'<pre class="text" dir="auto">{html_text(item.text)}</pre></div>'
             )
@@ -455,7 +433,8 @@ class HtmlReport:
 
     def end(self) -> None:
         self.out.write(
-            "<p>Hashes and the chain are explained in docs/evidence.md; evidence.json holds "
+            html_timestamps(self.cover.facts)
+            + "<p>Hashes and the chain are explained in docs/evidence.md; evidence.json holds "
             "the exact texts and every chain link.</p></body></html>\n"
         )
 
@@ -630,7 +609,7 @@ class PdfReport:
     def _front(self, width: float) -> Iterator[Flowable]:
         cover, st = self.cover, self.styles
         yield Paragraph(xml_escape(f"Evidence report — case {cover.case_id}"), st.title)
-        yield from _pdf_verification(cover.verification, st.flag, st.body)
+        yield from pdf_verification(cover.facts.verification, st.flag, st.body)
         yield Paragraph("Order", st.h2)
         yield _field(st.field, "Order reference", cover.reference or "—")
         yield _field(st.field, "Effective", cover.effective.isoformat())
@@ -693,9 +672,7 @@ class PdfReport:
                 f"Evidence seq {item.seq}: {pdf_text(item.platform)} {pdf_text(item.native_id)}",
                 st.h3,
             )
-            flag = self.cover.verification and self.cover.verification.record_flag(item.seq)
-            if flag:
-                yield Paragraph(xml_escape(flag), st.flag)
+            yield from pdf_record(self.cover.facts, item.seq, st.flag, st.body)
             yield _fields(st.field, _evidence_fields(item, self.zone))
             for chunk in _text_chunks(item.text):
                 yield Paragraph(pdf_text(chunk) or "&nbsp;", st.text)
@@ -706,6 +683,8 @@ class PdfReport:
             yield from self._front(width)
             for number, entry in enumerate(entries, 1):
                 yield from self.violation(number, entry)
+            yield from pdf_timestamps(self.cover.facts, self.styles.h2, self.styles.body,
+                                      self.styles.text)  # fmt: skip
 
         title = f"Evidence report — case {self.cover.case_id}"
         doc = _LazyDoc(out, pagesize=A4, title=title, author="nocontact",

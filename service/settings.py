@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from service.evidence_settings import EvidenceSettings
 from watchers.base import Duration, WatcherSettings
 
 Severity = Literal["low", "medium", "high"]
@@ -91,6 +92,7 @@ class Settings(_Strict):
     cases: list[CaseSettings] = Field(min_length=1)
     watchers: list[WatcherSettings] = Field(default_factory=list)
     alerts: dict[str, Route] = Field(default_factory=dict)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     def case(self, case_id: str) -> CaseSettings:
         for case in self.cases:

@@ -1,0 +1,122 @@
+"""Report sections about the packet's own trustworthiness (#14): the verification at
+export, per-record flags and notes, and the trusted timestamps with the command that
+checks each one. Kept apart from ``service.report`` so that the report's layout and
+these facts change independently.
+
+Everything shown here is nocontact's own output (hashes, times, masked URLs, verify
+lines naming platform ids), escaped all the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from collections.abc import Iterator, Mapping
+from xml.sax.saxutils import escape as xml_escape
+
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.platypus import Flowable, Paragraph
+
+from service.export_check import FAILED, Verification
+from service.packet_timestamps import TokenInfo
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PacketFacts:
+    """What the export knows about the packet beyond the violations."""
+
+    verification: Verification | None = None
+    tokens: tuple[TokenInfo, ...] = ()
+    # evidence seq → "existed by … (token …)"
+    timestamp_notes: Mapping[int, str] = dataclasses.field(default_factory=dict)
+
+    def record_lines(self, seq: int) -> tuple[list[str], list[str]]:
+        """(flags, notes) shown with the evidence record ``seq``."""
+        flag = self.verification.record_flag(seq) if self.verification else None
+        note = self.timestamp_notes.get(seq)
+        return ([flag] if flag else []), ([f"Trusted timestamp: {note}"] if note else [])
+
+
+TIMESTAMPS_TITLE = "Trusted timestamps (RFC 3161)"
+TIMESTAMPS_INTRO = (
+    "Each token below is an independent timestamp authority's signature over the chain "
+    "head (the 64 hex digits in the head file). It proves that the head, and so every "
+    "record up to it, existed at the token's time, whatever this computer's clock said. "
+    "Check a token offline with the command shown, run in the packet's folder."
+)
+
+
+def html_verification(verification: Verification | None) -> str:
+    if verification is None:
+        return ""
+    if verification.ok:
+        return f"<p>Verification at export: {html.escape(verification.summary)}</p>"
+    problems = "".join(f"<li>{html.escape(line)}</li>" for line in verification.problems)
+    return (
+        f'<div class="flag"><p><strong>{FAILED}</strong>: '
+        f"{html.escape(verification.summary)}</p><ul>{problems}</ul></div>"
+    )
+
+
+def html_record(facts: PacketFacts, seq: int) -> str:
+    flags, notes = facts.record_lines(seq)
+    return "".join(f'<p class="flag"><strong>{html.escape(f)}</strong></p>' for f in flags) + (
+        "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    )
+
+
+def html_timestamps(facts: PacketFacts) -> str:
+    if not facts.tokens:
+        return ""
+    rows = "".join(
+        f"<tr><td>{token.seq}</td><td>{html.escape(token.tsa)}</td>"
+        f"<td>{html.escape(token.gen_time)}</td><td>{token.stamped_seq}</td>"
+        f"<td><code>{html.escape(token.verify_command())}</code></td></tr>"
+        for token in facts.tokens
+    )
+    return (
+        f"<h2>{html.escape(TIMESTAMPS_TITLE)}</h2><p>{html.escape(TIMESTAMPS_INTRO)}</p>"
+        "<table><tr><th>Token seq</th><th>Authority</th><th>Time (UTC)</th>"
+        f"<th>Head seq</th><th>Check</th></tr>{rows}</table>\n"
+    )
+
+
+def pdf_verification(
+    verification: Verification | None, flag: ParagraphStyle, body: ParagraphStyle
+) -> Iterator[Flowable]:
+    if verification is None:
+        return
+    if verification.ok:
+        yield Paragraph(xml_escape(f"Verification at export: {verification.summary}"), body)
+        return
+    yield Paragraph(f"<b>{FAILED}</b>: {xml_escape(verification.summary)}", flag)
+    for line in verification.problems:
+        yield Paragraph(xml_escape(line), flag)
+
+
+def pdf_record(
+    facts: PacketFacts, seq: int, flag: ParagraphStyle, body: ParagraphStyle
+) -> Iterator[Flowable]:
+    flags, notes = facts.record_lines(seq)
+    for line in flags:
+        yield Paragraph(f"<b>{xml_escape(line)}</b>", flag)
+    for line in notes:
+        yield Paragraph(xml_escape(line), body)
+
+
+def pdf_timestamps(
+    facts: PacketFacts, heading: ParagraphStyle, body: ParagraphStyle, mono: ParagraphStyle
+) -> Iterator[Flowable]:
+    if not facts.tokens:
+        return
+    yield Paragraph(xml_escape(TIMESTAMPS_TITLE), heading)
+    yield Paragraph(xml_escape(TIMESTAMPS_INTRO), body)
+    for token in facts.tokens:
+        yield Paragraph(
+            xml_escape(
+                f"Token seq {token.seq}: {token.tsa}, {token.gen_time} UTC, "
+                f"chain head at seq {token.stamped_seq}"
+            ),
+            body,
+        )
+        yield Paragraph(xml_escape(token.verify_command()), mono)
