@@ -365,8 +365,11 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_br
 def _stamp_for_export(loaded: LoadedConfig, sessions: Any) -> list[Any]:
     """Stamp the head by each TSA before an export; a TSA that fails is reported and
     the packet carries the tokens already stored. Returns the configured roots."""
+    from service.coverage import close_open_periods
     from service.timestamping import load_roots, outcome_line, stamp_now
 
+    # The coverage up to the last poll goes into the chain first, so it is stamped too.
+    close_open_periods(sessions, datetime.now(UTC))
     settings = loaded.settings.evidence.timestamping
     if settings is None:
         return []

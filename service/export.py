@@ -31,7 +31,7 @@ from cryptography import x509
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import chain
+from service import chain, coverage
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.export_check import Verification, verify_before_export
 from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
@@ -587,10 +587,16 @@ def _write_packet(
 ) -> ExportResult:
     with sessions() as session:
         stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
-        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes)
+        periods = tuple(coverage.periods_for_case(session, case.id))
+        covered = [chain.json_record(row) for row in coverage.case_records(session, case.id)]
+        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes, periods)
         cover = dataclasses.replace(_cover(case, now), facts=facts)
         summary = _summary(session, case.id, zone)
-        last_seq = max(_last_case_seq(session, case.id), stamps.last_seq)
+        summary.gap_days = coverage.gap_days(periods, zone)
+        records = sorted([*stamps.records, *covered], key=lambda record: int(record["seq"]))
+        last_seq = max(
+            _last_case_seq(session, case.id), stamps.last_seq, *(r["seq"] for r in covered)
+        )
         with (
             _open_private_text(out_dir / "report.html") as html_out,
             _open_private_text(out_dir / "evidence.json") as json_out,
@@ -619,9 +625,7 @@ def _write_packet(
             html_report.begin()
             PdfReport(cover, summary).build(pdf_out, fan_out())
             html_report.end()
-            links_ok = json_writer.finish(
-                chain.iter_links(session, last_seq), last_seq, stamps.records
-            )
+            links_ok = json_writer.finish(chain.iter_links(session, last_seq), last_seq, records)
     files = [*PACKET_FILES[:-1], *raw_writer.written, *stamps.files]
     _write_manifest(out_dir, files)
     return ExportResult(

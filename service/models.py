@@ -284,3 +284,19 @@ class ChainRecord(Base):
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
     sha256: Mapped[str] = mapped_column(String(64))
     chain_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class CoverageState(Base):
+    """The open monitoring period of one watcher (service.coverage). Closed periods
+    and gaps are chain records of kind ``coverage``; this row is only the part not
+    yet written to the chain."""
+
+    __tablename__ = "coverage_state"
+
+    watcher: Mapped[str] = mapped_column(String(100), primary_key=True)
+    period_start: Mapped[datetime]
+    last_success: Mapped[datetime]
+    # The first error since the last successful poll: the reason of a gap, if one opens.
+    gap_reason: Mapped[str | None] = mapped_column(Text)
+    # The cases the watcher serves, as shown in its coverage records.
+    cases: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.alerts import enqueue_health_alert
+from service.coverage import Coverage
 from service.hits import Hit
 from service.matching import Matcher
 from service.retention import Retention, Split
@@ -98,6 +99,7 @@ class Pipeline:
         self.sessions = sessions
         self.store = store
         self.retention = Retention(store.engine)
+        self.coverage = Coverage(store.engine)
         self.clock = clock
         self.matcher = Matcher(settings.cases)
         self._cases = {case.id: case for case in settings.cases}
@@ -147,6 +149,8 @@ class Pipeline:
             self.settings.alerts,
             now,
         )
+        served = [case.id for case in self.settings.cases_for(settings)]
+        self.coverage.success(name, settings.every, served, now)
         if view is not None and view.failing_alerted:
             log.info("watcher %s recovered", name)
             with self.sessions.begin() as session:
@@ -193,6 +197,7 @@ class Pipeline:
         now = self.clock()
         disable = isinstance(exc, AuthError)
         failure = self.store.record_failure(name, settings.type, message, now, disable=disable)
+        self.coverage.failure(name, message)
         if failure.consecutive_failures == 1 or disable:
             # Logged once when a source starts failing; the recovery is logged once too.
             log.warning("watcher %s failing: %s", name, message)

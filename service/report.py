@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
-from reportlab.graphics.shapes import Drawing, String
+from reportlab.graphics.shapes import Drawing, Rect, String
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -38,15 +38,18 @@ from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate
 from service.evidence import format_time
 from service.report_sections import (
     PacketFacts,
+    html_coverage,
     html_record,
     html_timestamps,
     html_verification,
+    pdf_coverage,
     pdf_record,
     pdf_timestamps,
     pdf_verification,
 )
 
 CHART_TITLE = "Violations per day by platform"
+GAP_FILL = "#dddddd"  # monitoring gaps, behind the bars
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 
 # Characters that are invisible or change the direction of text around them. A post
@@ -136,6 +139,8 @@ class Summary:
     by_severity: Counter[str] = dataclasses.field(default_factory=Counter)
     by_platform: Counter[str] = dataclasses.field(default_factory=Counter)
     per_day: dict[date, Counter[str]] = dataclasses.field(default_factory=dict)
+    # Local days with a monitoring gap of one of the case's sources (shaded in charts).
+    gap_days: set[date] = dataclasses.field(default_factory=set)
 
     def add(
         self, kind: str, severity: str, platform: str, day: date, in_order_period: bool
@@ -157,7 +162,8 @@ class Summary:
     def days(self) -> list[date]:
         if not self.per_day:
             return []
-        first, last = min(self.per_day), max(self.per_day)
+        first = min(min(self.per_day), min(self.gap_days, default=date.max))
+        last = max(max(self.per_day), max(self.gap_days, default=date.min))
         return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
@@ -317,6 +323,11 @@ def chart_svg(summary: Summary) -> str:
     ]
     for index, day in enumerate(days):
         x = left + index * bar
+        if day in summary.gap_days:
+            parts.append(
+                f'<rect x="{x:.1f}" y="{top}" width="{bar:.1f}" height="{height}" '
+                f'fill="{GAP_FILL}"><title>{day.isoformat()}: monitoring gap</title></rect>'
+            )
         base = float(top + height)
         counts = summary.per_day.get(day, Counter())
         for platform in platforms:
@@ -405,7 +416,7 @@ class HtmlReport:
             + _counter_table("By platform (of the first evidence item)", summary.by_platform)
             + f"<h2>Timeline</h2><figure>{chart_svg(summary)}<figcaption>"
             f"{html.escape(chart_caption(summary, self.cover.timezone))}"
-            "</figcaption></figure>\n<h2>Violations</h2>\n"
+            "</figcaption></figure>\n" + html_coverage(self.cover.facts) + "<h2>Violations</h2>\n"
         )
 
     def add(self, entry: ViolationEntry) -> None:
@@ -560,6 +571,12 @@ def chart_drawing(summary: Summary, fonts: Fonts, width: float) -> Drawing:
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueStep = max(1, max(sum(c.values()) for c in summary.per_day.values()) // 5)
+    step = chart.width / len(days)
+    for index, day in enumerate(days):
+        if day in summary.gap_days:  # shaded behind the bars: a monitoring gap
+            shade = Rect(chart.x + index * step, chart.y, step, chart.height)
+            shade.fillColor, shade.strokeColor = colors.HexColor(GAP_FILL), None
+            drawing.add(shade)
     for index in range(len(platforms)):
         chart.bars[index].fillColor = colors.HexColor(PALETTE[index % len(PALETTE)])
         chart.bars[index].strokeColor = None
@@ -656,6 +673,7 @@ class PdfReport:
                 "may show as boxes. evidence.json holds the exact texts.",
                 st.flag,
             )
+        yield from pdf_coverage(self.cover.facts, st.h2, st.body, st.flag)
         yield PageBreak()
         yield Paragraph("Violations", st.h2)
 

@@ -17,6 +17,8 @@ from xml.sax.saxutils import escape as xml_escape
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import Flowable, Paragraph
 
+from service.coverage import Period
+from service.evidence import format_time
 from service.export_check import FAILED, Verification
 from service.packet_timestamps import TokenInfo
 
@@ -29,6 +31,8 @@ class PacketFacts:
     tokens: tuple[TokenInfo, ...] = ()
     # evidence seq → "existed by … (token …)"
     timestamp_notes: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    # The case's watchers' monitoring periods and gaps (service.coverage).
+    coverage: tuple[Period, ...] = ()
 
     def record_lines(self, seq: int) -> tuple[list[str], list[str]]:
         """(flags, notes) shown with the evidence record ``seq``."""
@@ -120,3 +124,52 @@ def pdf_timestamps(
             body,
         )
         yield Paragraph(xml_escape(token.verify_command()), mono)
+
+
+COVERAGE_TITLE = "Monitoring coverage"
+COVERAGE_INTRO = (
+    "When each source was watched, and every gap with its reason. No violation can have "
+    "been seen during a gap: silence in a gap does not mean there was no contact. Gaps "
+    "are shaded in the chart above."
+)
+
+
+def coverage_lines(facts: PacketFacts) -> list[tuple[str, list[tuple[bool, str]]]]:
+    """(watcher, [(is_gap, line)]) per watcher, in time order."""
+    by_watcher: dict[str, list[tuple[bool, str]]] = {}
+    for period in facts.coverage:
+        span = f"{format_time(period.start)} – {format_time(period.end)}"
+        if period.status == "gap":
+            line = f"GAP {span}: {period.reason or 'reason unknown'}"
+        else:
+            line = f"watched {span}" + ("" if period.chained else " (up to the last poll)")
+        by_watcher.setdefault(period.watcher, []).append((period.status == "gap", line))
+    return sorted(by_watcher.items())
+
+
+def html_coverage(facts: PacketFacts) -> str:
+    parts = [f"<h2>{COVERAGE_TITLE}</h2><p>{html.escape(COVERAGE_INTRO)}</p>"]
+    watchers = coverage_lines(facts)
+    if not watchers:
+        parts.append("<p>No monitoring coverage has been recorded for this case yet.</p>")
+    for watcher, lines in watchers:
+        flagged = ' class="flag"'
+        items = "".join(
+            f"<li{flagged if gap else ''}>{html.escape(line)}</li>" for gap, line in lines
+        )
+        parts.append(f"<h3>Source {html.escape(watcher)}</h3><ul>{items}</ul>")
+    return "".join(parts) + "\n"
+
+
+def pdf_coverage(
+    facts: PacketFacts, heading: ParagraphStyle, body: ParagraphStyle, flag: ParagraphStyle
+) -> Iterator[Flowable]:
+    yield Paragraph(COVERAGE_TITLE, heading)
+    yield Paragraph(xml_escape(COVERAGE_INTRO), body)
+    watchers = coverage_lines(facts)
+    if not watchers:
+        yield Paragraph("No monitoring coverage has been recorded for this case yet.", body)
+    for watcher, lines in watchers:
+        yield Paragraph(f"<b>Source {xml_escape(watcher)}</b>", body)
+        for gap, line in lines:
+            yield Paragraph(xml_escape(line), flag if gap else body)

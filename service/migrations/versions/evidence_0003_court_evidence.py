@@ -4,6 +4,7 @@
 dedup still works without keeping other people's words. ``chain_records`` holds the
 chain's records that are not platform items (trusted timestamps, monitoring coverage,
 re-check outcomes); they share ``seq`` and the hash chain with ``evidence``.
+``coverage_state`` holds each watcher's monitoring period not yet closed into the chain.
 
 Revision ID: evidence_0003
 Revises: 0002
@@ -47,9 +48,19 @@ def upgrade() -> None:
     op.create_index(
         "ix_chain_records_record_evidence", "chain_records", ["record", "evidence_id"], unique=False
     )
+    op.create_table(
+        "coverage_state",
+        sa.Column("watcher", sa.String(length=100), nullable=False),
+        sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_success", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("gap_reason", sa.Text(), nullable=True),
+        sa.Column("cases", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("watcher", name=op.f("pk_coverage_state")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("coverage_state")
     op.drop_index("ix_chain_records_record_evidence", table_name="chain_records")
     op.drop_table("chain_records")
     op.drop_table("seen_items")
