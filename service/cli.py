@@ -405,6 +405,25 @@ def timestamp(config_path: Path) -> None:
         sys.exit(EXIT_RUNTIME)
 
 
+@cli.command()
+@config_option
+@click.option("--case", "case_id", help="Only the items of this case.")
+@edge
+def recheck(config_path: Path, case_id: str | None) -> None:
+    """Re-read every captured item now (deletions, edits) and print what changed."""
+    loaded = _load(config_path)
+    _require_case(loaded, case_id)
+    with _service(loaded) as service:
+        changes = service.recheck(case_id=case_id, every_item=True)
+    for change in changes:
+        start, end = change.between
+        click.echo(
+            f"{change.platform} {change.native_id}: {change.outcome} ({change.detail}), "
+            f"between {start} and {end}"
+        )
+    click.echo(f"{len(changes)} item(s) changed since they were captured or last checked")
+
+
 class _LazyProgress:
     """A progress bar that appears with the first step, so an export refused at once
     prints its error alone."""

@@ -32,6 +32,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import chain, coverage
+from service.deletions import case_notes
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.export_check import Verification, verify_before_export
 from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
@@ -589,7 +590,9 @@ def _write_packet(
         stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
         periods = tuple(coverage.periods_for_case(session, case.id))
         covered = [chain.json_record(row) for row in coverage.case_records(session, case.id)]
-        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes, periods)
+        facts = PacketFacts(
+            verification, tuple(stamps.tokens), stamps.notes, periods, case_notes(session, case.id)
+        )
         cover = dataclasses.replace(_cover(case, now), facts=facts)
         summary = _summary(session, case.id, zone)
         summary.gap_days = coverage.gap_days(periods, zone)

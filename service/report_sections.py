@@ -33,12 +33,15 @@ class PacketFacts:
     timestamp_notes: Mapping[int, str] = dataclasses.field(default_factory=dict)
     # The case's watchers' monitoring periods and gaps (service.coverage).
     coverage: tuple[Period, ...] = ()
+    # evidence seq → what a re-check found (service.deletions)
+    recheck_notes: Mapping[int, str] = dataclasses.field(default_factory=dict)
 
     def record_lines(self, seq: int) -> tuple[list[str], list[str]]:
         """(flags, notes) shown with the evidence record ``seq``."""
         flag = self.verification.record_flag(seq) if self.verification else None
+        flags = [line for line in (flag, self.recheck_notes.get(seq)) if line]
         note = self.timestamp_notes.get(seq)
-        return ([flag] if flag else []), ([f"Trusted timestamp: {note}"] if note else [])
+        return flags, ([f"Trusted timestamp: {note}"] if note else [])
 
 
 TIMESTAMPS_TITLE = "Trusted timestamps (RFC 3161)"

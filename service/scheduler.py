@@ -26,16 +26,23 @@ from sqlalchemy import update
 from service.alerts import AlertDispatcher, DeliveryReport
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
+from service.evidence_settings import RecheckSettings
 from service.health import beat
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
+from service.recheck import Change, Rechecker
 from service.store import Store
 from service.timestamping import stamp_now
+from watchers.base import Watcher
 
 log = logging.getLogger(__name__)
 
 ALERT_INTERVAL = timedelta(seconds=15)
 HEARTBEAT_INTERVAL = timedelta(seconds=30)
+
+
+# How often due re-checks are looked for; each item's own schedule decays (1 h … 30 d).
+RECHECK_INTERVAL = timedelta(minutes=15)
 
 
 def utcnow() -> datetime:
@@ -93,6 +100,23 @@ class Service:
         self.stamp()
         return OnceReport(polls=polls, delivery=delivery)
 
+    def recheck(self, *, case_id: str | None = None, every_item: bool = False) -> list[Change]:
+        """Re-check captured items that are due (or all of them) for deletions and edits."""
+        settings = self.settings.evidence.recheck or RecheckSettings()
+        names = {w.display_name for w in self.settings.watchers}
+
+        def watcher_for(name: str) -> Watcher | None:
+            return self.pipeline.watcher(name) if name in names else None
+
+        rechecker = Rechecker(self.sessions, self.store, watcher_for, clock=self.clock)
+        return rechecker.run(settings.for_, case_id=case_id, every_item=every_item)
+
+    def _recheck_job(self) -> None:
+        changes = self.recheck()
+        if changes:
+            # Listed, not pushed: a deletion is evidence, not an emergency.
+            log.info("re-check: %d item(s) changed on their platform", len(changes))
+
     def stamp(self) -> None:
         """Stamp the chain head if it changed (a TSA's failure is logged, retried at the
         next round, and never stops capture)."""
@@ -129,6 +153,13 @@ class Service:
             id="deliver-alerts",
             next_run_time=now,
         )
+        if self.settings.evidence.recheck is not None:
+            scheduler.add_job(
+                self._recheck_job,
+                IntervalTrigger(seconds=RECHECK_INTERVAL.total_seconds()),
+                id="recheck",
+                next_run_time=now + timedelta(minutes=1),
+            )
         if self.timestamping is not None:
             scheduler.add_job(
                 self.stamp,

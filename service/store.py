@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from service import evidence
 from service.db import StoreError, database_errors, session_factory
+from service.deletions import annotate as annotate_deletions
 from service.hits import Hit
 from service.models import (
     Case,
@@ -812,6 +813,7 @@ def _timeline_entries(session: Session, page: Sequence[Violation]) -> list[dict[
     )
     for row in rows:
         items[row.violation_id].append(_evidence_entry(row))
+    annotate_deletions(session, (entry for listed in items.values() for entry in listed))
     alerted = set(
         session.scalars(
             select(OutboxAlert.violation_id)

@@ -8,7 +8,7 @@ What it needs to know about the people involved arrives as plain ``Targets``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -86,6 +86,30 @@ class Observation:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, utc(value))
+
+
+RecheckOutcome = Literal["unchanged", "edited", "deleted", "removed", "unavailable"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecheckItem:
+    """A captured item to read again: its id, link and newest stored text."""
+
+    native_id: str
+    url: str | None
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecheckResult:
+    """What a re-read found. ``deleted``: by its author; ``removed``: by the platform
+    or a moderator (or the page answers 404/410); ``unavailable``: cannot be read now,
+    ``detail`` says why (``account suspended``); ``edited`` carries the new version."""
+
+    native_id: str
+    outcome: RecheckOutcome
+    detail: str = ""
+    observation: Observation | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,3 +215,14 @@ class Watcher(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Rechecking(Protocol):
+    """Optional: a watcher that can re-read captured items (deletions and edits).
+
+    ``recheck`` reads ``items`` within the platform's limits and returns one result
+    per item it could judge; an item it leaves out is tried again later. Raises a
+    ``WatcherError`` like ``poll``. Read-only, like everything a watcher does."""
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]: ...

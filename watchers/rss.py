@@ -32,7 +32,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -54,6 +54,8 @@ from watchers.base import (
     PartyRole,
     PollResult,
     RateLimitedError,
+    RecheckItem,
+    RecheckResult,
     Targets,
     TransientError,
     WatcherConfigError,
@@ -487,6 +489,28 @@ class RssWatcher:
 
     def lookup_account(self, handle: str) -> AccountInfo | None:
         return None  # a feed has no accounts to look up
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]:
+        """An entry whose own page answers 404 or 410 was removed. The feed is not
+        asked: a feed that rolls an old entry off has not deleted it."""
+        results: list[RecheckResult] = []
+        for item in items:
+            if not item.url or not item.url.startswith(("http://", "https://")):
+                continue
+            self._deadline.start(self._settings.deadline.total_seconds())
+            try:
+                with self._client.stream("GET", item.url) as response:
+                    status = response.status_code
+            except httpx.HTTPError:
+                continue  # unreachable now: asked again at the next re-check
+            finally:
+                self._deadline.clear()
+            if status in (404, 410):
+                detail = f"its page answers HTTP {status}"
+                results.append(RecheckResult(item.native_id, "removed", detail))
+            elif 200 <= status < 300:
+                results.append(RecheckResult(item.native_id, "unchanged"))
+        return results
 
     def close(self) -> None:
         self._client.close()
