@@ -46,8 +46,10 @@ from service.report import (
     Summary,
     ViolationEntry,
 )
+from service.report_judge import build_log
 from service.report_sections import PacketFacts
 from service.settings import CaseSettings
+from service.timestamping import link_at
 
 PACKET_FORMAT = "nocontact-evidence-packet/1"
 PACKET_FILES = ("report.html", "report.pdf", "evidence.json", "evidence.csv", "MANIFEST.sha256")
@@ -590,16 +592,17 @@ def _write_packet(
         stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
         periods = tuple(coverage.periods_for_case(session, case.id))
         covered = [chain.json_record(row) for row in coverage.case_records(session, case.id)]
-        facts = PacketFacts(
-            verification, tuple(stamps.tokens), stamps.notes, periods, case_notes(session, case.id)
-        )
-        cover = dataclasses.replace(_cover(case, now), facts=facts)
-        summary = _summary(session, case.id, zone)
-        summary.gap_days = coverage.gap_days(periods, zone)
         records = sorted([*stamps.records, *covered], key=lambda record: int(record["seq"]))
         last_seq = max(
             _last_case_seq(session, case.id), stamps.last_seq, *(r["seq"] for r in covered)
         )
+        head = (last_seq, link_at(session, last_seq) or "") if last_seq else None
+        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes, periods,
+                            case_notes(session, case.id), build_log(session, case.id, zone),
+                            head)  # fmt: skip
+        cover = dataclasses.replace(_cover(case, now), facts=facts)
+        summary = _summary(session, case.id, zone)
+        summary.gap_days = coverage.gap_days(periods, zone)
         with (
             _open_private_text(out_dir / "report.html") as html_out,
             _open_private_text(out_dir / "evidence.json") as json_out,
@@ -626,8 +629,12 @@ def _write_packet(
                     yield entry
 
             html_report.begin()
-            PdfReport(cover, summary).build(pdf_out, fan_out())
-            html_report.end()
+
+            def appendix() -> Iterator[ViolationEntry]:
+                return (e for e in iter_violations(session, case.id) if not e.in_order_period)
+
+            PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
+            html_report.end(appendix())
             links_ok = json_writer.finish(chain.iter_links(session, last_seq), last_seq, records)
     files = [*PACKET_FILES[:-1], *raw_writer.written, *stamps.files]
     _write_manifest(out_dir, files)

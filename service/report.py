@@ -17,7 +17,7 @@ import functools
 import html
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -33,9 +33,25 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import (
+    Flowable,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+)
 
 from service.evidence import format_time
+from service.report_judge import (
+    APPENDIX,
+    APPENDIX_NOTE,
+    html_closing,
+    html_log,
+    pdf_closing,
+    pdf_log,
+    plain,
+)
 from service.report_sections import (
     PacketFacts,
     html_coverage,
@@ -242,7 +258,7 @@ def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str 
         ),
         ("URL", item.url),
         ("Capture method", f"{item.capture_method or 'unspecified'} (watcher {item.watcher})"),
-        ("Reason", item.reason),
+        ("Reason", plain(item.reason)),
         ("SHA-256", item.sha256),
         ("Chain SHA-256", item.chain_sha256),
         ("Raw payload", f"{item.raw_file} ({item.raw_content_type}, {len(item.raw)} bytes)"),
@@ -250,10 +266,15 @@ def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str 
     ]
 
 
-def _violation_title(number: int, entry: ViolationEntry) -> str:
+def _violation_title(name: str, entry: ViolationEntry) -> str:
     suspected = ", suspected" if entry.suspected else ""
     score = f", score {entry.score:.0f}" if entry.score is not None else ""
-    return f"Violation {number}: {entry.kind} ({entry.severity}{suspected}{score})"
+    return f"{name}: {entry.kind} ({entry.severity}{suspected}{score})"
+
+
+def _name(facts: PacketFacts, number: int, entry: ViolationEntry) -> str:
+    """ "Violation 3", or "Appendix item A1 (…)" for one outside the order period."""
+    return facts.log.title(entry.id, number) if facts.log else f"Violation {number}"
 
 
 def _violation_fields(entry: ViolationEntry, zone: ZoneInfo) -> list[tuple[str, str | None]]:
@@ -261,7 +282,7 @@ def _violation_fields(entry: ViolationEntry, zone: ZoneInfo) -> list[tuple[str, 
         ("Violation id", entry.id),
         ("First seen", f"{utc_time(entry.first_seen)} — {local_time(entry.first_seen, zone)}"),
         ("Last seen", f"{utc_time(entry.last_seen)} — {local_time(entry.last_seen, zone)}"),
-        ("Reason", entry.reason),
+        ("Reason", plain(entry.reason)),
         ("Alert sent", "yes" if entry.alerted else "no"),
     ]
 
@@ -397,6 +418,8 @@ class HtmlReport:
             f"<h2>Protected person</h2><table>{_html_rows(cover.protected)}</table>"
             f"<h2>Restrained party</h2><table>{_html_rows(cover.restrained)}</table>\n"
         )
+        if cover.facts.log is not None:
+            self.out.write(html_log(cover.facts.log, cover.timezone, html_text))
         self._write_summary()
 
     def _write_summary(self) -> None:
@@ -405,7 +428,7 @@ class HtmlReport:
         if summary.outside_period:
             outside = (
                 f'<p class="flag">{summary.outside_period} more recorded outside the order '
-                "period: listed below and flagged, not counted as violations.</p>"
+                "period: listed in Appendix A, not counted as violations.</p>"
             )
         self.out.write(
             "<h2>Summary</h2>"
@@ -419,11 +442,14 @@ class HtmlReport:
             "</figcaption></figure>\n" + html_coverage(self.cover.facts) + "<h2>Violations</h2>\n"
         )
 
-    def add(self, entry: ViolationEntry) -> None:
+    def add(self, entry: ViolationEntry, *, appendix: bool = False) -> None:
+        if not entry.in_order_period and not appendix and self.cover.facts.log is not None:
+            return  # in Appendix A (``end``)
         self.count += 1
+        name = _name(self.cover.facts, self.count, entry)
         parts = [
             f'<section class="violation" id="v-{html.escape(entry.id)}">'
-            f"<h3>{html.escape(_violation_title(self.count, entry))}</h3>"
+            f"<h3>{html.escape(_violation_title(name, entry))}</h3>"
         ]
         if not entry.in_order_period:
             parts.append(
@@ -442,9 +468,15 @@ class HtmlReport:
         parts.append("</section>\n")
         self.out.write("".join(parts))
 
-    def end(self) -> None:
+    def end(self, appendix: Iterable[ViolationEntry] = ()) -> None:
+        facts = self.cover.facts
+        if facts.log is not None and facts.log.appendix:
+            self.out.write(f"<h2>{APPENDIX}</h2><p>{APPENDIX_NOTE}</p>\n")
+            for entry in appendix:
+                self.add(entry, appendix=True)
         self.out.write(
-            html_timestamps(self.cover.facts)
+            html_timestamps(facts)
+            + html_closing(self.cover.case_id, facts.head, facts.tokens)
             + "<p>Hashes and the chain are explained in docs/evidence.md; evidence.json holds "
             "the exact texts and every chain link.</p></body></html>\n"
         )
@@ -641,6 +673,10 @@ class PdfReport:
         yield Paragraph("Restrained party", st.h2)
         for label, value in cover.restrained:
             yield _field(st.field, label, value)
+        if cover.facts.log is not None:
+            yield PageBreak()
+            cell = ParagraphStyle("nc-cell", parent=st.body, fontSize=7.5, leading=9)
+            yield from pdf_log(cover.facts.log, cover.timezone, pdf_text, (st.h2, st.body, cell))
         yield from self._summary(width)
 
     def _summary(self, width: float) -> Iterator[Flowable]:
@@ -653,7 +689,7 @@ class PdfReport:
         if summary.outside_period:
             yield Paragraph(
                 f"{summary.outside_period} more recorded outside the order period: listed "
-                "and flagged, not counted as violations.",
+                "in Appendix A, not counted as violations.",
                 st.flag,
             )
         for title, counts in (
@@ -679,12 +715,15 @@ class PdfReport:
 
     def violation(self, number: int, entry: ViolationEntry) -> Iterator[Flowable]:
         st = self.styles
-        yield Paragraph(xml_escape(_violation_title(number, entry)), st.h3)
+        title = _violation_title(_name(self.cover.facts, number, entry), entry)
+        head: list[Flowable] = [Paragraph(xml_escape(title), st.h3)]
         if not entry.in_order_period:
-            yield Paragraph(
+            head.append(Paragraph(
                 "Outside the order period: recorded, not a violation of the order.", st.flag
-            )
-        yield _fields(st.field, _violation_fields(entry, self.zone))
+            ))  # fmt: skip
+        head.append(_fields(st.field, _violation_fields(entry, self.zone)))
+        # A heading never stands alone at the foot of a page.
+        yield KeepTogether(head)
         for item in entry.evidence:
             yield Paragraph(
                 f"Evidence seq {item.seq}: {pdf_text(item.platform)} {pdf_text(item.native_id)}",
@@ -696,13 +735,30 @@ class PdfReport:
                 yield Paragraph(pdf_text(chunk) or "&nbsp;", st.text)
         yield Spacer(1, 3 * mm)
 
-    def build(self, out: IO[bytes], entries: Iterable[ViolationEntry]) -> None:
+    def build(
+        self,
+        out: IO[bytes],
+        entries: Iterable[ViolationEntry],
+        appendix: Callable[[], Iterable[ViolationEntry]] | None = None,
+    ) -> None:
+        facts, st = self.cover.facts, self.styles
+
         def story(width: float) -> Iterator[Flowable]:
             yield from self._front(width)
-            for number, entry in enumerate(entries, 1):
-                yield from self.violation(number, entry)
-            yield from pdf_timestamps(self.cover.facts, self.styles.h2, self.styles.body,
-                                      self.styles.text)  # fmt: skip
+            number = 0
+            for entry in entries:
+                if entry.in_order_period or facts.log is None:
+                    number += 1
+                    yield from self.violation(number, entry)
+            if facts.log is not None and facts.log.appendix and appendix is not None:
+                yield PageBreak()
+                yield Paragraph(APPENDIX, st.h2)
+                yield Paragraph(APPENDIX_NOTE, st.body)
+                for later, entry in enumerate(appendix(), 1):
+                    yield from self.violation(later, entry)
+            yield from pdf_timestamps(facts, st.h2, st.body, st.text)
+            yield PageBreak()
+            yield from pdf_closing(self.cover.case_id, facts.head, facts.tokens, (st.h2, st.body))
 
         title = f"Evidence report — case {self.cover.case_id}"
         doc = _LazyDoc(out, pagesize=A4, title=title, author="nocontact",

@@ -21,6 +21,7 @@ from service.coverage import Period
 from service.evidence import format_time
 from service.export_check import FAILED, Verification
 from service.packet_timestamps import TokenInfo
+from service.report_judge import ViolationLog
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +36,10 @@ class PacketFacts:
     coverage: tuple[Period, ...] = ()
     # evidence seq → what a re-check found (service.deletions)
     recheck_notes: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    # The violation log and numbering (service.report_judge); None: plain numbering.
+    log: ViolationLog | None = None
+    # The chain link at the packet's last seq, named in the certification.
+    head: tuple[int, str] | None = None
 
     def record_lines(self, seq: int) -> tuple[list[str], list[str]]:
         """(flags, notes) shown with the evidence record ``seq``."""

@@ -336,7 +336,8 @@ def test_a_case_without_violations_exports_an_empty_packet(tmp_path: Path) -> No
     assert data["violations"] == []
     assert data["chain"]["links"] == []
     assert _sha256sum(tmp_path / "p").returncode == 0
-    pdf_text = PdfReader(tmp_path / "p" / "report.pdf").pages[0].extract_text()
+    # Page 1 is the cover; the violation log follows it.
+    pdf_text = PdfReader(tmp_path / "p" / "report.pdf").pages[1].extract_text()
     assert "No violations within the order period." in pdf_text
     assert (
         io.StringIO((tmp_path / "p" / "evidence.csv").read_text())
