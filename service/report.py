@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
-from reportlab.graphics.shapes import Drawing, Rect, String
+from reportlab.graphics.shapes import Circle, Drawing, Rect, String
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -65,6 +65,9 @@ from service.report_sections import (
 )
 
 CHART_TITLE = "Violations per day by platform"
+WEEKLY_TITLE = "Violations per week by platform"
+WEEKLY_AFTER_DAYS = 120
+FEW_POINTS = 40
 GAP_FILL = "#dddddd"  # monitoring gaps, behind the bars
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 
@@ -175,6 +178,31 @@ class Summary:
     def platforms(self) -> list[str]:
         return sorted(self.by_platform)
 
+    @property
+    def weekly(self) -> bool:
+        """A long span is drawn as weekly bars: daily ones would be hairlines."""
+        return len(self.days()) > WEEKLY_AFTER_DAYS
+
+    @property
+    def few(self) -> bool:
+        """Few violations are drawn as one point each, readable however long the span."""
+        return 0 < self.total - self.outside_period <= FEW_POINTS
+
+    def buckets(self) -> list[tuple[date, Counter[str]]]:
+        """(first day, counts by platform) per day, or per week (from Monday)."""
+        days = self.days()
+        if not self.weekly:
+            return [(day, self.per_day.get(day, Counter())) for day in days]
+        weeks: dict[date, Counter[str]] = {}
+        for day in days:
+            start = day - timedelta(days=day.weekday())
+            weeks.setdefault(start, Counter()).update(self.per_day.get(day, Counter()))
+        return sorted(weeks.items())
+
+    def has_gap(self, start: date) -> bool:
+        width = 7 if self.weekly else 1
+        return any(start + timedelta(days=n) in self.gap_days for n in range(width))
+
     def days(self) -> list[date]:
         if not self.per_day:
             return []
@@ -230,10 +258,17 @@ def utc_time(value: datetime | None) -> str:
     return format_time(value) or "—"
 
 
+def chart_title(summary: Summary) -> str:
+    return WEEKLY_TITLE if summary.weekly else CHART_TITLE
+
+
 def chart_caption(summary: Summary, timezone: str) -> str:
     days = summary.days()
     span = f"from {days[0].isoformat()} to {days[-1].isoformat()}, " if days else ""
-    return f"Violations within the order period per day, {span}days in {timezone}."
+    unit = "week (from Monday)" if summary.weekly else "day"
+    points = " One point per violation." if summary.few else ""
+    gaps = " Shaded: a monitoring gap." if summary.gap_days else ""
+    return f"Violations within the order period per {unit}, {span}days in {timezone}.{points}{gaps}"
 
 
 def _day_label(day: date) -> str:
@@ -320,48 +355,57 @@ def _html_rows(fields: Iterable[tuple[str, str | None]]) -> str:
 
 
 def chart_svg(summary: Summary) -> str:
-    """Stacked bars of violations per day by platform, as inline SVG."""
-    days = summary.days()
-    if not days:
+    """Stacked bars (or one point per violation when few) per day or week, by platform,
+    as inline SVG; monitoring gaps shaded behind."""
+    buckets = summary.buckets()
+    if not buckets:
         return '<p class="chart">No violations within the order period.</p>'
     platforms = summary.platforms
     colour = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(platforms)}
-    peak = max(sum(counts.values()) for counts in summary.per_day.values())
+    peak = max(1, max(sum(counts.values()) for _, counts in buckets))
     left, top, height = 40, 30, 200
-    bar = max(2.0, min(48.0, 720 / len(days)))
-    # Wide enough for the legend, whatever the number of days.
-    width = max(640.0, left + bar * len(days) + 20, left + 110.0 * len(platforms))
+    bar = max(2.0, min(48.0, 720 / len(buckets)))
+    # Wide enough for the legend, whatever the number of buckets.
+    width = max(640.0, left + bar * len(buckets) + 20, left + 110.0 * len(platforms))
     label_every = max(1, int(40 // bar) + 1)
+    title = chart_title(summary)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width:.0f}" '
         f'height="{top + height + 70}" viewBox="0 0 {width:.0f} {top + height + 70}" '
-        f'aria-label="{CHART_TITLE}">',
-        f'<text x="{left}" y="18" font-size="14" font-weight="bold">{CHART_TITLE}</text>',
+        f'aria-label="{title}">',
+        f'<text x="{left}" y="18" font-size="14" font-weight="bold">{title}</text>',
         f'<line x1="{left}" y1="{top + height}" x2="{width - 10:.0f}" y2="{top + height}" '
         'stroke="#333"/>',
         f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{peak}</text>',
         f'<text x="{left - 6}" y="{top + height}" font-size="10" text-anchor="end">0</text>',
     ]
-    for index, day in enumerate(days):
+    unit = height / peak
+    for index, (day, counts) in enumerate(buckets):
         x = left + index * bar
-        if day in summary.gap_days:
+        if summary.has_gap(day):
             parts.append(
                 f'<rect x="{x:.1f}" y="{top}" width="{bar:.1f}" height="{height}" '
                 f'fill="{GAP_FILL}"><title>{day.isoformat()}: monitoring gap</title></rect>'
             )
         base = float(top + height)
-        counts = summary.per_day.get(day, Counter())
         for platform in platforms:
             count = counts.get(platform, 0)
-            if not count:
-                continue
-            h = height * count / peak
-            base -= h
-            parts.append(
-                f'<rect x="{x + 1:.1f}" y="{base:.1f}" width="{max(bar - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="{colour[platform]}">'
-                f"<title>{day.isoformat()} {html.escape(platform)}: {count}</title></rect>"
-            )
+            label = f"<title>{day.isoformat()} {html.escape(platform)}: {count}</title>"
+            if summary.few:
+                radius = max(2.5, min(bar / 2 - 0.5, unit / 2 - 0.5, 7.0))
+                for _ in range(count):
+                    parts.append(
+                        f'<circle cx="{x + bar / 2:.1f}" cy="{base - unit / 2:.1f}" '
+                        f'r="{radius:.1f}" fill="{colour[platform]}">{label}</circle>'
+                    )
+                    base -= unit
+            elif count:
+                h = unit * count
+                base -= h
+                parts.append(
+                    f'<rect x="{x + 1:.1f}" y="{base:.1f}" width="{max(bar - 2, 1):.1f}" '
+                    f'height="{h:.1f}" fill="{colour[platform]}">{label}</rect>'
+                )
         if index % label_every == 0:
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{top + height + 14}" font-size="9" '
@@ -576,9 +620,10 @@ def _text_chunks(text: str) -> Iterator[str]:
 
 
 def chart_drawing(summary: Summary, fonts: Fonts, width: float) -> Drawing:
-    days = summary.days()
+    buckets = summary.buckets()
+    days = [day for day, _ in buckets]
     drawing = Drawing(width, 230)
-    drawing.add(String(0, 215, CHART_TITLE, fontName=fonts.bold, fontSize=11))
+    drawing.add(String(0, 215, chart_title(summary), fontName=fonts.bold, fontSize=11))
     if not days:
         drawing.add(String(0, 180, "No violations within the order period.",
                            fontName=fonts.regular, fontSize=9))  # fmt: skip
@@ -587,9 +632,7 @@ def chart_drawing(summary: Summary, fonts: Fonts, width: float) -> Drawing:
     chart = VerticalBarChart()
     chart.x, chart.y, chart.height = 30, 50, 150
     chart.width = int(width - 40)
-    chart.data = [
-        [summary.per_day.get(day, Counter()).get(p, 0) for day in days] for p in platforms
-    ]
+    chart.data = [[counts.get(p, 0) for _, counts in buckets] for p in platforms]
     chart.categoryAxis.style = "stacked"
     every = max(1, len(days) // 15)
     chart.categoryAxis.categoryNames = [
@@ -602,17 +645,23 @@ def chart_drawing(summary: Summary, fonts: Fonts, width: float) -> Drawing:
     chart.valueAxis.labels.fontName = fonts.regular
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.valueMin = 0
-    chart.valueAxis.valueStep = max(1, max(sum(c.values()) for c in summary.per_day.values()) // 5)
+    peak = max(1, max(sum(c.values()) for _, c in buckets))
+    chart.valueAxis.valueStep = max(1, peak // 5)
+    chart.valueAxis.valueMax = peak
     step = chart.width / len(days)
     for index, day in enumerate(days):
-        if day in summary.gap_days:  # shaded behind the bars: a monitoring gap
+        if summary.has_gap(day):  # shaded behind the bars: a monitoring gap
             shade = Rect(chart.x + index * step, chart.y, step, chart.height)
             shade.fillColor, shade.strokeColor = colors.HexColor(GAP_FILL), None
             drawing.add(shade)
     for index in range(len(platforms)):
-        chart.bars[index].fillColor = colors.HexColor(PALETTE[index % len(PALETTE)])
+        # Few violations: the bars stay invisible and each violation is a point.
+        fill = None if summary.few else colors.HexColor(PALETTE[index % len(PALETTE)])
+        chart.bars[index].fillColor = fill
         chart.bars[index].strokeColor = None
     drawing.add(chart)
+    if summary.few:
+        _points(drawing, chart, buckets, platforms, peak)
     legend = Legend()
     legend.x, legend.y = 30, 12
     legend.fontName = fonts.regular
@@ -624,6 +673,26 @@ def chart_drawing(summary: Summary, fonts: Fonts, width: float) -> Drawing:
     ]
     drawing.add(legend)
     return drawing
+
+
+def _points(
+    drawing: Drawing,
+    chart: VerticalBarChart,
+    buckets: list[tuple[date, Counter[str]]],
+    platforms: list[str],
+    peak: int,
+) -> None:
+    step, unit = chart.width / len(buckets), chart.height / peak
+    radius = max(2.0, min(step / 2 - 0.5, unit / 2 - 0.5, 5.0))
+    for index, (_, counts) in enumerate(buckets):
+        y = chart.y + unit / 2
+        for number, platform in enumerate(platforms):
+            for _ in range(counts.get(platform, 0)):
+                dot = Circle(chart.x + (index + 0.5) * step, y, radius)
+                dot.fillColor = colors.HexColor(PALETTE[number % len(PALETTE)])
+                dot.strokeColor = None
+                drawing.add(dot)
+                y += unit
 
 
 class _LazyDoc(SimpleDocTemplate):
