@@ -341,6 +341,7 @@ def _timeline_table(rows: list[dict[str, Any]], include_all: bool) -> None:
 def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_broken: bool) -> None:
     """Write the evidence packet of a case (report, JSON, CSV, raw payloads, manifest)."""
     from service.export import export_case
+    from service.timestamping import prepare_export
 
     loaded = _load(config_path)
     _require_case(loaded, case_id)
@@ -348,7 +349,12 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_br
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
     with _sessions(loaded) as (sessions, _), _LazyProgress(state) as progress:
-        roots = _stamp_for_export(loaded, sessions)
+        roots = prepare_export(
+            sessions,
+            loaded.settings.evidence.timestamping,
+            loaded.base_dir,
+            warn=lambda line: click.echo(f"warning: {line}", err=True),
+        )
         result = export_case(
             sessions,
             case,
@@ -360,24 +366,6 @@ def export(config_path: Path, case_id: str, out_dir: Path, force: bool, allow_br
             timestamp_roots=roots,
         )
     state.out.print(result.summary_line(), markup=False)
-
-
-def _stamp_for_export(loaded: LoadedConfig, sessions: Any) -> list[Any]:
-    """Stamp the head by each TSA before an export; a TSA that fails is reported and
-    the packet carries the tokens already stored. Returns the configured roots."""
-    from service.coverage import close_open_periods
-    from service.timestamping import load_roots, outcome_line, stamp_now
-
-    # The coverage up to the last poll goes into the chain first, so it is stamped too.
-    close_open_periods(sessions, datetime.now(UTC))
-    settings = loaded.settings.evidence.timestamping
-    if settings is None:
-        return []
-    roots = load_roots(settings.ca_files, loaded.base_dir)
-    for outcome in stamp_now(sessions, settings, clock=lambda: datetime.now(UTC)):
-        if outcome.error is not None:
-            click.echo(f"warning: {outcome_line(outcome)}", err=True)
-    return roots
 
 
 @cli.command()

@@ -49,14 +49,24 @@ def annotate(session: Session, entries: Iterable[dict[str, Any]]) -> None:
         entry["deleted_between"] = fact.get("deleted_between")
 
 
-def case_notes(session: Session, case_id: str) -> dict[int, str]:
-    """Evidence seq → the report's line about its deletion, for the case's items."""
+def _case_items(session: Session, case_id: str) -> list[tuple[int, str, str]]:
     rows = session.execute(
         select(Evidence.seq, Evidence.platform, Evidence.native_id)
         .join(ViolationEvidence, ViolationEvidence.evidence_id == Evidence.id)
         .join(Violation, Violation.id == ViolationEvidence.violation_id)
         .where(Violation.case_id == case_id)
     ).all()
+    return [(seq, platform, native_id) for seq, platform, native_id in rows]
+
+
+def case_deletions(session: Session, case_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """``deletions`` of the case's items, for evidence.json."""
+    return deletions(session, ((p, n) for _, p, n in _case_items(session, case_id)))
+
+
+def case_notes(session: Session, case_id: str) -> dict[int, str]:
+    """Evidence seq → the report's line about its deletion, for the case's items."""
+    rows = _case_items(session, case_id)
     gone = deletions(session, ((platform, native_id) for _, platform, native_id in rows))
     notes: dict[int, str] = {}
     for seq, platform, native_id in rows:

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -32,7 +32,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import chain, coverage
-from service.deletions import case_notes
+from service.deletions import case_deletions, case_notes
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.export_check import Verification, verify_before_export
 from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
@@ -428,7 +428,9 @@ class _JsonWriter:
         case: CaseSettings,
         exported_at: datetime,
         verification: dict[str, object] | None = None,
+        gone: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     ) -> None:
+        self.gone = gone or {}
         self.out = out
         self.first = True
         header = {
@@ -449,7 +451,12 @@ class _JsonWriter:
         self.out.write(_dumps(header)[:-1] + ',\n"violations": [\n')
 
     def add(self, entry: ViolationEntry) -> None:
-        self.out.write(("" if self.first else ",\n") + _dumps(_json_violation(entry)))
+        violation = _json_violation(entry)
+        for item in violation["evidence"]:  # the timeline contract's deletion keys
+            fact = self.gone.get((item["platform"], item["native_id"]), {})
+            item["deleted_at"] = fact.get("deleted_at")
+            item["deleted_between"] = fact.get("deleted_between")
+        self.out.write(("" if self.first else ",\n") + _dumps(violation))
         self.first = False
 
     def finish(
@@ -610,7 +617,9 @@ def _write_packet(
             _open_private(out_dir / "report.pdf") as pdf_out,
         ):
             html_report = HtmlReport(html_out, cover, summary)
-            json_writer = _JsonWriter(json_out, case, now, verification.as_json())
+            json_writer = _JsonWriter(
+                json_out, case, now, verification.as_json(), case_deletions(session, case.id)
+            )
             csv_writer = _CsvWriter(csv_out)
             raw_writer = _RawWriter(out_dir)
             counts = {"violations": 0, "evidence": 0}

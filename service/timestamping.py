@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +293,25 @@ def outcome_line(outcome: StampOutcome) -> str:
         f"{outcome.tsa_url}: stamped chain head seq {outcome.stamped_seq} "
         f"(token stored as chain record seq {outcome.record_seq})"
     )
+
+
+def prepare_export(
+    sessions: sessionmaker[Session],
+    settings: TimestampingSettings | None,
+    base_dir: Path,
+    *,
+    warn: Callable[[str], None],
+) -> list[x509.Certificate]:
+    """Before an export: close the open coverage runs into the chain, then have each
+    TSA stamp the head (a TSA that fails is reported through ``warn``; the packet
+    carries the tokens already stored). Returns the configured root certificates."""
+    from service.coverage import close_open_periods
+
+    close_open_periods(sessions, datetime.now(UTC))
+    if settings is None:
+        return []
+    roots = load_roots(settings.ca_files, base_dir)
+    for outcome in stamp_now(sessions, settings, clock=lambda: datetime.now(UTC)):
+        if outcome.error is not None:
+            warn(outcome_line(outcome))
+    return roots

@@ -154,6 +154,10 @@ def test_deletions_removals_and_edits_found_through_api_info(
     html = (out / "report.html").read_text()
     assert "Re-check: DELETED (deleted by its author) between 2026-05-01T10:00:00Z" in html
     assert "Re-check: REMOVED (removed by a moderator or Reddit)" in html
+    packet = json.loads((out / "evidence.json").read_text())
+    listed = {e["native_id"]: e for v in packet["violations"] for e in v["evidence"]}
+    assert listed["t1_gone"]["deleted_between"] == items["t1_gone"]["deleted_between"]
+    assert listed["t1_keep"]["deleted_at"] is None
 
 
 def test_api_info_is_read_100_at_a_time() -> None:
