@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +75,18 @@ def text_fingerprint(text: str) -> str:
     through two sources (an RSS mirror and the API) is recognised as one."""
     folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
     return sha256_hex(folded.encode("utf-8"))
+
+
+def authored_sha256(text: str, media: Sequence[str] = ()) -> str:
+    """Identity of one version of a platform item: what its author wrote (the text,
+    which holds the title and links, and the hashes of attached media).
+
+    Not the endpoint that returned it (its ``kind``), its recipients list, the item's
+    URL or the author's display name: none of these is an edit by the author, and in a
+    court "version 2" says the author edited the post. Media are sorted: the order in
+    which a platform lists attachments is not an edit either.
+    """
+    return content_sha256({"identity": "authored/2", "media": sorted(media), "text": text})
 
 
 def content_sha256(fields: Mapping[str, Any]) -> str:

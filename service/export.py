@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from cryptography import x509
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import chain, coverage
+from service.deletions import case_notes
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
+from service.export_check import Verification, verify_before_export
 from service.marks import Dismissal, dismissals
 from service.models import Evidence, Violation, ViolationEvidence
+from service.packet_timestamps import FOLDER as TIMESTAMPS_FOLDER
+from service.packet_timestamps import write_timestamps
 from service.report import CoverInfo, HtmlReport, PdfReport, Summary, provenance_file_name
+from service.report_judge import build_log
+from service.report_sections import PacketFacts
 from service.settings import CaseSettings
 from service.timeline import (
     PACKET_CSV,
@@ -41,6 +49,7 @@ from service.timeline import (
     ViolationEntry,
     iter_entries,
 )
+from service.timestamping import link_at
 
 PACKET_FORMAT = "nocontact-evidence-packet/1"
 PACKET_FILES = ("report.html", "report.pdf", "evidence.json", "evidence.csv", "MANIFEST.sha256")
@@ -120,11 +129,12 @@ def _remove_old_packet(out_dir: Path) -> None:
         if path.is_dir() and not path.is_symlink():
             raise ExportError(f"{path} is a directory; remove it or choose another --out")
         path.unlink(missing_ok=True)
-    raw = out_dir / "raw"
-    if raw.is_symlink() or raw.is_file():
-        raw.unlink()
-    elif raw.is_dir():
-        shutil.rmtree(raw)
+    for folder in ("raw", TIMESTAMPS_FOLDER):
+        raw = out_dir / folder
+        if raw.is_symlink() or raw.is_file():
+            raw.unlink()
+        elif raw.is_dir():
+            shutil.rmtree(raw)
 
 
 def _sha256_file(path: Path) -> str:
@@ -227,21 +237,6 @@ def _last_case_seq(session: Session, case_id: str) -> int:
     return session.scalar(query) or 0
 
 
-def _iter_links(session: Session, last_seq: int) -> Iterator[tuple[int, str, str]]:
-    after = 0
-    while after < last_seq:
-        page = session.execute(
-            select(Evidence.seq, Evidence.sha256, Evidence.chain_sha256)
-            .where(Evidence.seq > after, Evidence.seq <= last_seq)
-            .order_by(Evidence.seq)
-            .limit(LINK_PAGE)
-        ).all()
-        if not page:
-            return
-        yield from ((seq, sha, chain) for seq, sha, chain in page)
-        after = page[-1][0]
-
-
 # --------------------------------------------------------------------------- writers
 
 
@@ -258,6 +253,8 @@ def _json_evidence(item: EvidenceItem) -> dict[str, Any]:
         "sha256": item.sha256,
         "text": item.text,
         "version": item.version,
+        "deleted_at": item.deleted_at,
+        "deleted_between": list(item.deleted_between) if item.deleted_between else None,
         # …and what a third party needs to recompute the hashes (docs/evidence.md).
         "seq": item.seq,
         "author_handle": item.author_handle,
@@ -305,6 +302,7 @@ class _JsonWriter:
         case: CaseSettings,
         exported_at: datetime,
         dismissed: Mapping[str, Dismissal],
+        verification: dict[str, object] | None = None,
     ) -> None:
         self.out = out
         self.dismissed = dismissed
@@ -322,6 +320,7 @@ class _JsonWriter:
                 "protected": case.protected.model_dump(mode="json"),
                 "restrained": case.restrained.model_dump(mode="json"),
             },
+            "verification": verification,
         }
         self.out.write(_dumps(header)[:-1] + ',\n"violations": [\n')
 
@@ -332,7 +331,12 @@ class _JsonWriter:
         self.out.write(("" if self.first else ",\n") + _dumps(row))
         self.first = False
 
-    def finish(self, links: Iterator[tuple[int, str, str]], last_seq: int) -> bool:
+    def finish(
+        self,
+        links: Iterator[tuple[int, str, str]],
+        last_seq: int,
+        records: Sequence[dict[str, Any]] = (),
+    ) -> bool:
         """Write the chain section; return whether each link follows from the last."""
         chain = {
             "algorithm": CHAIN_ALGORITHM,
@@ -340,6 +344,8 @@ class _JsonWriter:
             "genesis": GENESIS_CHAIN,
             "first_seq": 1,
             "last_seq": last_seq,
+            # Chain records other than evidence that the packet carries (timestamps).
+            "records": list(records),
         }
         self.out.write('\n],\n"chain": ' + _dumps(chain)[:-1] + ',\n"links": [\n')
         previous, expected_seq, intact = GENESIS_CHAIN, 1, True
@@ -385,12 +391,20 @@ def export_case(
     force: bool = False,
     now: datetime,
     progress: Progress | None = None,
+    allow_broken: bool = False,
+    timestamp_roots: Sequence[x509.Certificate] = (),
 ) -> ExportResult:
-    """Write the evidence packet of ``case`` into ``out_dir``."""
+    """Write the evidence packet of ``case`` into ``out_dir``; a store that fails
+    verification is refused (``BrokenStoreError``) unless ``allow_broken``."""
     zone = case.timezone
+    verification = verify_before_export(
+        sessions, case.id, allow_broken=allow_broken, tsa_roots=timestamp_roots
+    )
     try:
         _prepare_dir(out_dir, force)
-        return _write_packet(sessions, case, out_dir, zone, now, progress)
+        return _write_packet(
+            sessions, case, out_dir, zone, now, progress, verification, timestamp_roots
+        )
     except OSError as err:
         target = err.filename or out_dir
         raise ExportError(f"cannot write the packet at {target}: {err.strerror}") from err
@@ -403,14 +417,31 @@ def _write_packet(
     zone: ZoneInfo,
     now: datetime,
     progress: Progress | None,
+    verification: Verification,
+    roots: Sequence[x509.Certificate],
 ) -> ExportResult:
-    cover = _cover(case, now)
     with sessions() as session:
+        stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
+        periods = tuple(coverage.periods_for_case(session, case.id))
+        covered = [chain.json_record(row) for row in coverage.case_records(session, case.id)]
+        records = sorted([*stamps.records, *covered], key=lambda record: int(record["seq"]))
+        dismissed = _case_dismissals(session, case.id)
+        # The chain in the packet reaches the newest timestamp, coverage and dismissal
+        # record too.
+        last_seq = max(
+            _last_case_seq(session, case.id),
+            stamps.last_seq,
+            *(r["seq"] for r in covered),
+            *(d.seq for d in dismissed.values()),
+        )
+        head = (last_seq, link_at(session, last_seq) or "") if last_seq else None
+        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes, periods,
+                            case_notes(session, case.id), build_log(session, case.id, zone),
+                            head)  # fmt: skip
+        cover = dataclasses.replace(_cover(case, now), facts=facts)
         summary = _summary(session, case.id, zone)
-        summary.dismissed = _case_dismissals(session, case.id)
-        # The chain in the packet reaches the newest dismissal record too.
-        last_seq = max([_last_case_seq(session, case.id)] + [
-            d.seq for d in summary.dismissed.values()])  # fmt: skip
+        summary.dismissed = dismissed
+        summary.gap_days = coverage.gap_days(periods, zone)
         with (
             _open_private_text(out_dir / "report.html") as html_out,
             _open_private_text(out_dir / "evidence.json") as json_out,
@@ -418,7 +449,9 @@ def _write_packet(
             _open_private(out_dir / "report.pdf") as pdf_out,
         ):
             html_report = HtmlReport(html_out, cover, summary)
-            json_writer = _JsonWriter(json_out, case, now, summary.dismissed)
+            json_writer = _JsonWriter(
+                json_out, case, now, summary.dismissed, verification.as_json()
+            )
             csv_writer = CsvTable(csv_out, PACKET_CSV)
             raw_writer = _RawWriter(out_dir)
             counts = {"violations": 0, "evidence": 0}
@@ -443,10 +476,17 @@ def _write_packet(
                     yield entry
 
             html_report.begin()
-            PdfReport(cover, summary).build(pdf_out, fan_out())
-            html_report.end()
-            links_ok = json_writer.finish(_iter_links(session, last_seq), last_seq)
-    files = [*PACKET_FILES[:-1], *raw_writer.written]
+
+            def appendix() -> Iterator[ViolationEntry]:
+                entries = iter_entries(
+                    session, case_id=case.id, include_outside=True, page_size=VIOLATION_PAGE
+                )
+                return (e for e in entries if not e.in_order_period)
+
+            PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
+            html_report.end(appendix())
+            links_ok = json_writer.finish(chain.iter_links(session, last_seq), last_seq, records)
+    files = [*PACKET_FILES[:-1], *raw_writer.written, *stamps.files]
     _write_manifest(out_dir, files)
     return ExportResult(
         out_dir=out_dir,

@@ -479,6 +479,16 @@ class Matcher:
                 hits.append(hit)
         return hits
 
+    def involved(self, obs: Observation, case_ids: Iterable[str] | None = None) -> bool:
+        """Whether a case knows or suspects the author (restrained party, associate or
+        look-alike), whatever the item says: what they write is kept as evidence even
+        without a target. No account lookup: deciding what to keep must cost no reads."""
+        context = _AuthorContext(obs, None)
+        return any(
+            self._author(self._cases[index], obs, context) is not None
+            for index in sorted(self._candidate_indexes(case_ids))
+        )
+
     # -- targets ----------------------------------------------------------------------
 
     def _candidate_indexes(self, case_ids: Iterable[str] | None) -> frozenset[int]:

@@ -265,3 +265,55 @@ class WatcherLease(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class SeenItem(Base):
+    """An observation that involved nobody of any case, remembered only as a hash of
+    (platform, native id, authored content) so that it is not matched again at every
+    poll. Nothing it said, nor who said it, is kept: evidence holds the case, not the
+    world (DESIGN principle 9)."""
+
+    __tablename__ = "seen_items"
+
+    marker: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The day it was first seen, for pruning old markers one day; no finer time.
+    seen_on: Mapped[date] = mapped_column(Date)
+
+
+class ChainRecord(Base):
+    """A record in the hash chain that is not a platform item: a trusted timestamp of
+    the chain head, a period of monitoring coverage, the outcome of a re-check. It
+    shares ``seq`` and the chain with ``Evidence``; its canonical form is in
+    docs/evidence.md ("Other chain records")."""
+
+    __tablename__ = "chain_records"
+    __table_args__ = (Index("ix_chain_records_record_evidence", "record", "evidence_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    record: Mapped[str] = mapped_column(String(30))  # timestamp | coverage | recheck
+    recorded_at: Mapped[datetime]
+    # The record's fields as canonical JSON text, exactly as hashed.
+    data: Mapped[str] = mapped_column(Text)
+    # A binary the record names by hash (an RFC 3161 response), else None.
+    blob: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The evidence item a re-check outcome is about, so a packet discloses only its case's.
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    chain_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class CoverageState(Base):
+    """The open monitoring period of one watcher (service.coverage). Closed periods
+    and gaps are chain records of kind ``coverage``; this row is only the part not
+    yet written to the chain."""
+
+    __tablename__ = "coverage_state"
+
+    watcher: Mapped[str] = mapped_column(String(100), primary_key=True)
+    period_start: Mapped[datetime]
+    last_success: Mapped[datetime]
+    # The first error since the last successful poll: the reason of a gap, if one opens.
+    gap_reason: Mapped[str | None] = mapped_column(Text)
+    # The cases the watcher serves, as shown in its coverage records.
+    cases: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from service.coverage import Coverage
 from service.hits import Hit
 from service.matching import Matcher
+from service.retention import Retention, Split
 from service.settings import CaseSettings, Settings
 from service.store import PollRecord, Store
 from watchers.base import (
@@ -92,6 +94,8 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.retention = Retention(store.engine)
+        self.coverage = Coverage(store.engine)
         self.clock = clock
         self.matcher = Matcher(settings.cases)
         self._watchers: dict[str, Watcher] = {}
@@ -125,8 +129,8 @@ class Pipeline:
         try:
             watcher = self.watcher(name)
             result = watcher.poll(dict(view.cursor) if view is not None else {})
-            new = self.store.new_observations(result.observations)
-            hits = self._match(settings, watcher, new)
+            new = self.retention.unmarked(self.store.new_observations(result.observations))
+            kept = self._keep_the_case(settings, new, self._match(settings, watcher, new))
         except WatcherError as exc:
             return self._failed(settings, exc)
         except Exception as exc:  # a bug in one watcher must not stop the others
@@ -137,17 +141,21 @@ class Pipeline:
                 "(details in the log with --debug)"
             )
             return self._failed(settings, error)
+        now = self.clock()
+        self.retention.remember(kept.markers, now)
         recorded = self.store.record_poll(
             PollRecord(
                 watcher=name,
                 watcher_type=settings.type,
-                observations=new,
-                hits=hits,
+                observations=kept.kept,
+                hits=kept.hits,
                 state=result.state,
                 status_notes=result.status_notes,
-                now=self.clock(),
+                now=now,
             )
         )
+        served = [case.id for case in self.settings.cases_for(settings)]
+        self.coverage.success(name, settings.every, served, now)
         return PollOutcome(
             name,
             ok=True,
@@ -170,14 +178,21 @@ class Pipeline:
                 hits[index] = found
         return hits
 
+    def _keep_the_case(
+        self, settings: WatcherSettings, new: list[Observation], hits: dict[int, list[Hit]]
+    ) -> Split:
+        """What becomes evidence; the rest only leaves a marker (service.retention)."""
+        case_ids = [case.id for case in self.settings.cases_for(settings)]
+        return self.retention.split(new, hits, lambda obs: self.matcher.involved(obs, case_ids))
+
     def _failed(self, settings: WatcherSettings, exc: WatcherError) -> PollOutcome:
         """Record a failed poll; the store's planner queues any health alert with it."""
         name = settings.display_name
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         disable = isinstance(exc, AuthError)
-        failure = self.store.record_failure(
-            name, settings.type, message, self.clock(), disable=disable
-        )
+        now = self.clock()
+        failure = self.store.record_failure(name, settings.type, message, now, disable=disable)
+        self.coverage.failure(name, message)
         if failure.consecutive_failures == 1 or disable:
             # Logged once when a source starts failing; the recovery is logged once too.
             log.warning("watcher %s failing: %s", name, message)

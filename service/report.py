@@ -17,7 +17,7 @@ import functools
 import html
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -30,12 +30,39 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import (
+    Flowable,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+)
 
 from service.chart import CHART_TITLE as CHART_TITLE
 from service.chart import chart_caption, chart_drawing, chart_svg
 from service.evidence import format_time
 from service.marks import Dismissal
+from service.report_judge import (
+    APPENDIX,
+    APPENDIX_NOTE,
+    html_closing,
+    html_log,
+    pdf_closing,
+    pdf_log,
+    plain,
+)
+from service.report_sections import (
+    PacketFacts,
+    html_coverage,
+    html_record,
+    html_timestamps,
+    html_verification,
+    pdf_coverage,
+    pdf_record,
+    pdf_timestamps,
+    pdf_verification,
+)
 from service.timeline import EvidenceItem, ViolationEntry
 from watchers.mail.provenance import summary as dkim_summary
 
@@ -51,6 +78,11 @@ _CONTROL = re.compile(
 _PDF_CHUNK = 2000
 
 
+# Spans longer than this are drawn as weekly bars; at most this many violations as points.
+WEEKLY_AFTER_DAYS = 120
+FEW_POINTS = 40
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CoverInfo:
     case_id: str
@@ -62,6 +94,8 @@ class CoverInfo:
     restrained: tuple[tuple[str, str], ...]
     zone: ZoneInfo
     exported_at: datetime
+    # Verification at export, trusted timestamps (service.report_sections).
+    facts: PacketFacts = dataclasses.field(default_factory=PacketFacts)
 
 
 @dataclasses.dataclass(slots=True)
@@ -74,6 +108,8 @@ class Summary:
     by_severity: Counter[str] = dataclasses.field(default_factory=Counter)
     by_platform: Counter[str] = dataclasses.field(default_factory=Counter)
     per_day: dict[date, Counter[str]] = dataclasses.field(default_factory=dict)
+    # Local days with a monitoring gap of one of the case's sources (shaded in charts).
+    gap_days: set[date] = dataclasses.field(default_factory=set)
     # Violations marked as false positives (``nocontact dismiss``): listed apart.
     dismissed: dict[str, Dismissal] = dataclasses.field(default_factory=dict)
 
@@ -94,10 +130,36 @@ class Summary:
     def platforms(self) -> list[str]:
         return sorted(self.by_platform)
 
+    @property
+    def weekly(self) -> bool:
+        """A long span is drawn as weekly bars: daily ones would be hairlines."""
+        return len(self.days()) > WEEKLY_AFTER_DAYS
+
+    @property
+    def few(self) -> bool:
+        """Few violations are drawn as one point each, readable however long the span."""
+        return 0 < self.total - self.outside_period <= FEW_POINTS
+
+    def buckets(self) -> list[tuple[date, Counter[str]]]:
+        """(first day, counts by platform) per day, or per week (from Monday)."""
+        days = self.days()
+        if not self.weekly:
+            return [(day, self.per_day.get(day, Counter())) for day in days]
+        weeks: dict[date, Counter[str]] = {}
+        for day in days:
+            start = day - timedelta(days=day.weekday())
+            weeks.setdefault(start, Counter()).update(self.per_day.get(day, Counter()))
+        return sorted(weeks.items())
+
+    def has_gap(self, start: date) -> bool:
+        width = 7 if self.weekly else 1
+        return any(start + timedelta(days=n) in self.gap_days for n in range(width))
+
     def days(self) -> list[date]:
         if not self.per_day:
             return []
-        first, last = min(self.per_day), max(self.per_day)
+        first = min(min(self.per_day), min(self.gap_days, default=date.max))
+        last = max(max(self.per_day), max(self.gap_days, default=date.min))
         return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
@@ -166,7 +228,7 @@ def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str 
         ),
         ("URL", item.url),
         ("Capture method", f"{item.capture_method or 'unspecified'} (watcher {item.watcher})"),
-        ("Reason", item.reason),
+        ("Reason", plain(item.reason)),
         ("SHA-256", item.sha256),
         ("Chain SHA-256", item.chain_sha256),
         ("Raw payload", f"{item.raw_file} ({item.raw_content_type}, {len(item.raw or b'')} bytes)"),
@@ -200,10 +262,15 @@ def dismissed_line(dismissal: Dismissal) -> str:
     )
 
 
-def _violation_title(number: int, entry: ViolationEntry) -> str:
+def _violation_title(name: str, entry: ViolationEntry) -> str:
     suspected = ", suspected" if entry.suspected else ""
     score = f", score {entry.score:.0f}" if entry.score is not None else ""
-    return f"Violation {number}: {entry.kind} ({entry.severity}{suspected}{score})"
+    return f"{name}: {entry.kind} ({entry.severity}{suspected}{score})"
+
+
+def _name(facts: PacketFacts, number: int, entry: ViolationEntry) -> str:
+    """ "Violation 3", or "Appendix item A1 (…)" for one outside the order period."""
+    return facts.log.title(entry.id, number) if facts.log else f"Violation {number}"
 
 
 def _violation_fields(entry: ViolationEntry, zone: ZoneInfo) -> list[tuple[str, str | None]]:
@@ -211,7 +278,7 @@ def _violation_fields(entry: ViolationEntry, zone: ZoneInfo) -> list[tuple[str, 
         ("Violation id", entry.id),
         ("First seen", f"{utc_time(entry.first_seen)} — {local_time(entry.first_seen, zone)}"),
         ("Last seen", f"{utc_time(entry.last_seen)} — {local_time(entry.last_seen, zone)}"),
-        ("Reason", entry.reason),
+        ("Reason", plain(entry.reason)),
         ("Alert sent", "yes" if entry.alerted else "no"),
     ]
 
@@ -283,11 +350,13 @@ class HtmlReport:
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             '<meta name="referrer" content="no-referrer">'
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-            f"<h1>{html.escape(title)}</h1>"
+            f"<h1>{html.escape(title)}</h1>{html_verification(cover.facts.verification)}"
             f"<h2>Order</h2><table>{_html_rows(order)}</table>"
             f"<h2>Protected person</h2><table>{_html_rows(cover.protected)}</table>"
             f"<h2>Restrained party</h2><table>{_html_rows(cover.restrained)}</table>\n"
         )
+        if cover.facts.log is not None:
+            self.out.write(html_log(cover.facts.log, cover.zone.key, html_text))
         self._write_summary()
 
     def _write_summary(self) -> None:
@@ -296,7 +365,7 @@ class HtmlReport:
         if summary.outside_period:
             outside = (
                 f'<p class="flag">{summary.outside_period} more recorded outside the order '
-                "period: listed below and flagged, not counted as violations.</p>"
+                "period: listed in Appendix A, not counted as violations.</p>"
             )
         self.out.write(
             "<h2>Summary</h2>"
@@ -307,14 +376,17 @@ class HtmlReport:
             + _counter_table("By platform (of the first evidence item)", summary.by_platform)
             + f"<h2>Timeline</h2><figure>{chart_svg(summary)}<figcaption>"
             f"{html.escape(chart_caption(summary, self.cover.zone.key))}"
-            "</figcaption></figure>\n<h2>Violations</h2>\n"
+            "</figcaption></figure>\n" + html_coverage(self.cover.facts) + "<h2>Violations</h2>\n"
         )
 
-    def add(self, entry: ViolationEntry) -> None:
+    def add(self, entry: ViolationEntry, *, appendix: bool = False) -> None:
+        if not entry.in_order_period and not appendix and self.cover.facts.log is not None:
+            return  # in Appendix A (``end``)
         self.count += 1
+        name = _name(self.cover.facts, self.count, entry)
         parts = [
             f'<section class="violation" id="v-{html.escape(entry.id)}">'
-            f"<h3>{html.escape(_violation_title(self.count, entry))}</h3>"
+            f"<h3>{html.escape(_violation_title(name, entry))}</h3>"
         ]
         if not entry.in_order_period:
             parts.append(
@@ -331,13 +403,19 @@ class HtmlReport:
             parts.append(
                 f'<div class="evidence"><h4>Evidence seq {item.seq}: '
                 f"{html_text(item.platform)} {html_text(item.native_id)}</h4>"
+                f"{html_record(self.cover.facts, item.seq)}"
                 f"<table>{_html_rows(_evidence_fields(item, self.zone))}</table>"
                 f'<pre class="text" dir="auto">{html_text(item.text)}</pre></div>'
             )
         parts.append("</section>\n")
         self.out.write("".join(parts))
 
-    def end(self) -> None:
+    def end(self, appendix: Iterable[ViolationEntry] = ()) -> None:
+        facts = self.cover.facts
+        if facts.log is not None and facts.log.appendix:
+            self.out.write(f"<h2>{APPENDIX}</h2><p>{APPENDIX_NOTE}</p>\n")
+            for entry in appendix:
+                self.add(entry, appendix=True)
         if self.summary.dismissed:
             rows = "".join(
                 f"<tr><th>{html.escape(vid)}</th><td>{html.escape(dismissed_line(d))}</td></tr>"
@@ -345,13 +423,14 @@ class HtmlReport:
             )
             self.out.write(f"<h2>{DISMISSED_TITLE}</h2><table>{rows}</table>\n")
         self.out.write(
-            "<p>Hashes and the chain are explained in docs/evidence.md; evidence.json holds "
+            html_timestamps(facts)
+            + html_closing(self.cover.case_id, facts.head, facts.tokens)
+            + "<p>Hashes and the chain are explained in docs/evidence.md; evidence.json holds "
             "the exact texts and every chain link.</p></body></html>\n"
         )
 
 
 # --------------------------------------------------------------------------- PDF
-
 
 _FONT_DIRS = (
     Path("/usr/share/fonts/truetype/dejavu"),
@@ -476,6 +555,7 @@ class PdfReport:
     def _front(self, width: float) -> Iterator[Flowable]:
         cover, st = self.cover, self.styles
         yield Paragraph(xml_escape(f"Evidence report — case {cover.case_id}"), st.title)
+        yield from pdf_verification(cover.facts.verification, st.flag, st.body)
         yield Paragraph("Order", st.h2)
         yield _field(st.field, "Order reference", cover.reference or "—")
         yield _field(st.field, "Effective", cover.effective.isoformat())
@@ -490,6 +570,10 @@ class PdfReport:
         yield Paragraph("Restrained party", st.h2)
         for label, value in cover.restrained:
             yield _field(st.field, label, value)
+        if cover.facts.log is not None:
+            yield PageBreak()
+            cell = ParagraphStyle("nc-cell", parent=st.body, fontSize=7.5, leading=9)
+            yield from pdf_log(cover.facts.log, cover.zone.key, pdf_text, (st.h2, st.body, cell))
         yield from self._summary(width)
 
     def _summary(self, width: float) -> Iterator[Flowable]:
@@ -502,7 +586,7 @@ class PdfReport:
         if summary.outside_period:
             yield Paragraph(
                 f"{summary.outside_period} more recorded outside the order period: listed "
-                "and flagged, not counted as violations.",
+                "in Appendix A, not counted as violations.",
                 st.flag,
             )
         for title, counts in (
@@ -522,38 +606,64 @@ class PdfReport:
                 "may show as boxes. evidence.json holds the exact texts.",
                 st.flag,
             )
+        yield from pdf_coverage(self.cover.facts, st.h2, st.body, st.flag)
         yield PageBreak()
         yield Paragraph("Violations", st.h2)
 
     def violation(self, number: int, entry: ViolationEntry) -> Iterator[Flowable]:
         st = self.styles
-        yield Paragraph(xml_escape(_violation_title(number, entry)), st.h3)
+        title = _violation_title(_name(self.cover.facts, number, entry), entry)
+        head: list[Flowable] = [Paragraph(xml_escape(title), st.h3)]
         if not entry.in_order_period:
-            yield Paragraph(
+            head.append(Paragraph(
                 "Outside the order period: recorded, not a violation of the order.", st.flag
-            )
+            ))  # fmt: skip
         if entry.id in self.summary.dismissed:
-            yield Paragraph(xml_escape(dismissed_line(self.summary.dismissed[entry.id])), st.flag)
-        yield _fields(st.field, _violation_fields(entry, self.zone))
+            head.append(
+                Paragraph(xml_escape(dismissed_line(self.summary.dismissed[entry.id])), st.flag)
+            )
+        head.append(_fields(st.field, _violation_fields(entry, self.zone)))
+        # A heading never stands alone at the foot of a page.
+        yield KeepTogether(head)
         for item in entry.evidence:
             yield Paragraph(
                 f"Evidence seq {item.seq}: {pdf_text(item.platform)} {pdf_text(item.native_id)}",
                 st.h3,
             )
+            yield from pdf_record(self.cover.facts, item.seq, st.flag, st.body)
             yield _fields(st.field, _evidence_fields(item, self.zone))
             for chunk in _text_chunks(item.text):
                 yield Paragraph(pdf_text(chunk) or "&nbsp;", st.text)
         yield Spacer(1, 3 * mm)
 
-    def build(self, out: IO[bytes], entries: Iterable[ViolationEntry]) -> None:
+    def build(
+        self,
+        out: IO[bytes],
+        entries: Iterable[ViolationEntry],
+        appendix: Callable[[], Iterable[ViolationEntry]] | None = None,
+    ) -> None:
+        facts, st = self.cover.facts, self.styles
+
         def story(width: float) -> Iterator[Flowable]:
             yield from self._front(width)
-            for number, entry in enumerate(entries, 1):
-                yield from self.violation(number, entry)
+            number = 0
+            for entry in entries:
+                if entry.in_order_period or facts.log is None:
+                    number += 1
+                    yield from self.violation(number, entry)
+            if facts.log is not None and facts.log.appendix and appendix is not None:
+                yield PageBreak()
+                yield Paragraph(APPENDIX, st.h2)
+                yield Paragraph(APPENDIX_NOTE, st.body)
+                for later, entry in enumerate(appendix(), 1):
+                    yield from self.violation(later, entry)
             if self.summary.dismissed:
-                yield Paragraph(DISMISSED_TITLE, self.styles.h2)
+                yield Paragraph(DISMISSED_TITLE, st.h2)
                 for vid, dismissal in self.summary.dismissed.items():
-                    yield _field(self.styles.field, vid, dismissed_line(dismissal))
+                    yield _field(st.field, vid, dismissed_line(dismissal))
+            yield from pdf_timestamps(facts, st.h2, st.body, st.text)
+            yield PageBreak()
+            yield from pdf_closing(self.cover.case_id, facts.head, facts.tokens, (st.h2, st.body))
 
         title = f"Evidence report — case {self.cover.case_id}"
         doc = _LazyDoc(out, pagesize=A4, title=title, author="nocontact",

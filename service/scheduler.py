@@ -30,17 +30,25 @@ from service.alerts import AlertDispatcher, DeliveryReport
 from service.concurrency import HostLimiter, hosts, run_bounded
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
+from service.evidence_settings import RecheckSettings
 from service.health import ONCE_SUFFIX, beat, ping
 from service.leases import Leases
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
 from service.planner import AlertPlanner
+from service.recheck import Change, Rechecker
 from service.store import Store
+from service.timestamping import stamp_now
+from watchers.base import Watcher
 
 log = logging.getLogger(__name__)
 
 ALERT_INTERVAL = timedelta(seconds=15)
 HEARTBEAT_INTERVAL = timedelta(seconds=30)
+
+
+# How often due re-checks are looked for; each item's own schedule decays (1 h … 30 d).
+RECHECK_INTERVAL = timedelta(minutes=15)
 
 
 def utcnow() -> datetime:
@@ -76,6 +84,7 @@ class Service:
         self._enable_watchers_again()
         self.pipeline = Pipeline(self.settings, self.store, clock=clock)
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
+        self.timestamping = self.settings.evidence.timestamping
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.limiter = HostLimiter()
         self.hosts = hosts(self.settings.watchers)
@@ -127,7 +136,35 @@ class Service:
         now = self.clock()
         self.store.tick(now)
         delivery = self.dispatcher.deliver_due(now, ignore_group_wait=True)
+        self.stamp()
         return OnceReport(polls=polls, delivery=delivery)
+
+    def recheck(self, *, case_id: str | None = None, every_item: bool = False) -> list[Change]:
+        """Re-check captured items that are due (or all of them) for deletions and edits."""
+        settings = self.settings.evidence.recheck or RecheckSettings()
+        names = {w.display_name for w in self.settings.watchers}
+
+        def watcher_for(name: str) -> Watcher | None:
+            return self.pipeline.watcher(name) if name in names else None
+
+        rechecker = Rechecker(self.sessions, self.store, watcher_for, clock=self.clock)
+        return rechecker.run(settings.for_, case_id=case_id, every_item=every_item)
+
+    def _recheck_job(self) -> None:
+        changes = self.recheck()
+        if changes:
+            # Listed, not pushed: a deletion is evidence, not an emergency.
+            log.info("re-check: %d item(s) changed on their platform", len(changes))
+
+    def stamp(self) -> None:
+        """Stamp the chain head if it changed (a TSA's failure is logged, retried at the
+        next round, and never stops capture)."""
+        if self.timestamping is None:
+            return
+        try:
+            stamp_now(self.sessions, self.timestamping, clock=self.clock, force=False)
+        except Exception:  # stamping is a bonus on top of capture: never let it stop a run
+            log.warning("timestamping failed; retried at the next round", exc_info=True)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
@@ -162,6 +199,20 @@ class Service:
             id="deliver-alerts",
             next_run_time=now,
         )
+        if self.settings.evidence.recheck is not None:
+            scheduler.add_job(
+                self._recheck_job,
+                IntervalTrigger(seconds=RECHECK_INTERVAL.total_seconds()),
+                id="recheck",
+                next_run_time=now + timedelta(minutes=1),
+            )
+        if self.timestamping is not None:
+            scheduler.add_job(
+                self.stamp,
+                IntervalTrigger(seconds=self.timestamping.every.total_seconds()),
+                id="timestamp",
+                next_run_time=now + timedelta(seconds=10),
+            )
         scheduler.add_job(
             self.heartbeat,
             IntervalTrigger(seconds=self.heartbeat_interval.total_seconds()),

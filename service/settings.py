@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.evidence_settings import EvidenceSettings
 from watchers.base import Duration, WatcherSettings
 
 Severity = Literal["low", "medium", "high"]
@@ -278,6 +279,8 @@ class Settings(_Strict):
         if not re.match(r"^https?://[^/\s]+", value.strip()):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip().rstrip("/")
+
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     def case(self, case_id: str) -> CaseSettings:
         for case in self.cases:

@@ -122,25 +122,13 @@ class OutboxSummary:
 
 
 def observation_content_sha256(obs: Observation) -> str:
-    """Identity of one version of a platform item: what the platform says about it.
-
-    Neither the raw payload (a feed's XML changes with every poll) nor the capture
-    time is included, so re-polling an unchanged item never makes a new version.
-    ``addressed_to`` is sorted: the order in which a platform lists recipients is not
-    an edit.
+    """Identity of one version of a platform item: what its author wrote
+    (``evidence.authored_sha256``). Neither the raw payload (a feed's XML changes with
+    every poll), the capture time, the endpoint's ``kind``, the recipients nor the
+    author's display name is included: re-reading an unchanged item through another
+    endpoint or after a rename never makes a new version.
     """
-    return evidence.content_sha256(
-        {
-            "kind": obs.kind,
-            "url": obs.url,
-            "author_handle": obs.author_handle,
-            "author_id": obs.author_id,
-            "author_display_name": obs.author_display_name,
-            "text": obs.text,
-            "posted_at": evidence.format_time(obs.posted_at),
-            "addressed_to": sorted(obs.addressed_to),
-        }
-    )
+    return evidence.authored_sha256(obs.text)
 
 
 def _require_aware(now: datetime) -> None:
@@ -165,14 +153,19 @@ def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, 
         ordered = sorted(native_ids)
         for start in range(0, len(ordered), _CHUNK):
             rows = session.execute(
-                select(Evidence.native_id, Evidence.content_sha256, Evidence.version).where(
+                select(
+                    Evidence.native_id, Evidence.content_sha256, Evidence.version, Evidence.text
+                ).where(
                     Evidence.platform == platform,
                     Evidence.native_id.in_(ordered[start : start + _CHUNK]),
                 )
             )
-            for native_id, content, version in rows:
+            for native_id, content, version, text in rows:
                 item = found.setdefault((platform, native_id), _StoredItem(set(), 0))
-                item.contents.add(content)
+                # Rows of the first release keep the content hash they were stored with
+                # (records are never rewritten); their authored identity is recomputed
+                # from the stored text so that they still match what is polled now.
+                item.contents.update((content, evidence.authored_sha256(text)))
                 item.max_version = max(item.max_version, version)
     return found
 

@@ -23,6 +23,7 @@ from typing import IO, Any
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.orm import Session
 
+from service.deletions import deletions
 from service.evidence import format_time
 from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
 
@@ -63,6 +64,9 @@ class EvidenceItem:
     raw: bytes | None = None
     # Facts checked at capture (an e-mail's DKIM verdicts and the key records used).
     provenance: Mapping[str, Any] | None = None
+    # When a re-check found the item gone, and the window in which it went (ISO UTC).
+    deleted_at: str | None = None
+    deleted_between: tuple[str, str] | None = None
 
     @property
     def raw_file(self) -> str:
@@ -87,6 +91,8 @@ class EvidenceItem:
             "chain_sha256": self.chain_sha256,
             "author_id": self.author_id,
             "raw_sha256": self.raw_sha256,
+            "deleted_at": self.deleted_at,
+            "deleted_between": list(self.deleted_between) if self.deleted_between else None,
         }
 
 
@@ -255,7 +261,29 @@ def _evidence_for(
         values["evidence_id"] = values.pop("id")
         values["reason"] = values.pop("link")
         grouped.setdefault(violation_id, []).append(EvidenceItem(**values))
-    return grouped
+    return _with_deletions(session, grouped)
+
+
+def _with_deletions(
+    session: Session, grouped: dict[str, list[EvidenceItem]]
+) -> dict[str, list[EvidenceItem]]:
+    """Items a re-check found gone carry when and between which times (service.deletions)."""
+    items = [item for listed in grouped.values() for item in listed]
+    gone = deletions(session, ((item.platform, item.native_id) for item in items))
+    if not gone:
+        return grouped
+    result: dict[str, list[EvidenceItem]] = {}
+    for violation_id, listed in grouped.items():
+        result[violation_id] = []
+        for item in listed:
+            fact = gone.get((item.platform, item.native_id))
+            if fact is not None:
+                start, end = fact["deleted_between"]
+                item = dataclasses.replace(
+                    item, deleted_at=fact["deleted_at"], deleted_between=(start, end)
+                )
+            result[violation_id].append(item)
+    return result
 
 
 # --------------------------------------------------------------------------- CSV

@@ -9,12 +9,15 @@ whole chain is always verified; ``case_id`` only says which problems touch that 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import chain
 from service.evidence import (
     GENESIS_CHAIN,
     chain_sha256,
@@ -22,7 +25,8 @@ from service.evidence import (
     record_sha256,
     sha256_hex,
 )
-from service.models import ChainHead, Evidence, Violation, ViolationEvidence
+from service.models import ChainHead, ChainRecord, Evidence, Violation, ViolationEvidence
+from service.record_checks import check_record
 
 PAGE_SIZE = 500
 _SHORT = 12  # hex digits shown per hash in a one-line message
@@ -58,6 +62,8 @@ class VerifyReport:
     problems: list[Problem] = dataclasses.field(default_factory=list)
     case_id: str | None = None
     case_records: int = 0
+    # Chain records that are not platform items (timestamps, coverage, re-checks).
+    chain_records: int = 0
 
     @property
     def ok(self) -> bool:
@@ -67,10 +73,11 @@ class VerifyReport:
         scope = ""
         if self.case_id is not None:
             scope = f" ({self.case_records} of case {self.case_id})"
+        others = f" and {self.chain_records} other chain records" if self.chain_records else ""
         if self.ok:
-            state = "chain intact" if self.records else "chain empty"
+            state = "chain intact" if self.records or self.chain_records else "chain empty"
             return (
-                f"verified {self.records} evidence records{scope}, {state}, "
+                f"verified {self.records} evidence records{scope}{others}, {state}, "
                 f"head {self.head_chain[:_SHORT]}…"
             )
         touching = ""
@@ -153,7 +160,31 @@ class _ChainWalker:
         self.last_seq = 0
 
     def _problem(self, row: Row[Any], what: str) -> None:
-        self.report.problems.append(Problem(row.seq, row.id, row.platform, row.native_id, what))
+        platform, native_id = getattr(row, "platform", None), getattr(row, "native_id", None)
+        self.report.problems.append(Problem(row.seq, row.id, platform, native_id, what))
+
+    def check_record(self, row: ChainRecord, problems: list[str]) -> None:
+        """A chain record that is not a platform item (service.chain); ``problems`` are
+        what its own kind found wrong (a timestamp token that does not verify…)."""
+        self.report.chain_records += 1
+        after_gap = self._check_position(row)  # type: ignore[arg-type]
+        where = f"{row.record} record"
+        recomputed = chain.record_sha256(row)
+        if recomputed != row.sha256:
+            problems.append(
+                f"fields changed: stored sha256 {_short(row.sha256)} != recomputed "
+                f"{_short(recomputed)}"
+            )
+        link = chain_sha256(self.prev_chain, row.sha256)
+        if not after_gap and link != row.chain_sha256:
+            problems.append(
+                f"chain broken: stored chain_sha256 {_short(row.chain_sha256)} != "
+                f"sha256(previous link + sha256) {_short(link)}"
+            )
+        for what in problems:
+            self.report.problems.append(Problem(row.seq, None, None, None, f"{where}: {what}"))
+        self.prev_chain = row.chain_sha256
+        self.last_seq = row.seq
 
     def check(self, row: Row[Any]) -> None:
         self.report.records += 1
@@ -287,13 +318,30 @@ def _mark_case(session: Session, report: VerifyReport, case_id: str) -> None:
     ]
 
 
-def verify_store(sessions: sessionmaker[Session], case_id: str | None = None) -> VerifyReport:
-    """Recompute raw hashes, record hashes, every chain link and the chain head."""
+def _seq(row: Any) -> int:
+    seq: int = row.seq
+    return seq
+
+
+def verify_store(
+    sessions: sessionmaker[Session],
+    case_id: str | None = None,
+    *,
+    tsa_roots: Sequence[x509.Certificate] = (),
+) -> VerifyReport:
+    """Recompute raw hashes, record hashes, every chain link and the chain head; check
+    timestamp tokens (their signatures up to ``tsa_roots`` when given)."""
     report = VerifyReport(case_id=case_id)
     walker = _ChainWalker(report)
     with sessions() as session:
-        for row in _iter_rows(session):
-            walker.check(row)
+        rows: Iterator[Any] = heapq.merge(
+            _iter_rows(session), chain.iter_records(session), key=_seq
+        )
+        for row in rows:
+            if isinstance(row, ChainRecord):
+                walker.check_record(row, check_record(session, row, tsa_roots))
+            else:
+                walker.check(row)
         _check_head(session, walker)
         report.problems.extend(_check_links(session))
         if case_id is not None:

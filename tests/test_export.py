@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.export import ExportError, ExportResult, export_case
+from service.export_check import BrokenStoreError
 from service.models import Evidence
 from service.report import CHART_TITLE
 from tests.fakes.evidence_data import (
@@ -325,7 +326,8 @@ def test_a_case_without_violations_exports_an_empty_packet(tmp_path: Path) -> No
     assert data["violations"] == []
     assert data["chain"]["links"] == []
     assert _sha256sum(tmp_path / "p").returncode == 0
-    pdf_text = PdfReader(tmp_path / "p" / "report.pdf").pages[0].extract_text()
+    # Page 1 is the cover; the violation log follows it.
+    pdf_text = PdfReader(tmp_path / "p" / "report.pdf").pages[1].extract_text()
     assert "No violations within the order period." in pdf_text
     assert (
         io.StringIO((tmp_path / "p" / "evidence.csv").read_text())
@@ -345,7 +347,11 @@ def test_summary_line_and_a_broken_stored_chain_is_flagged(
 
     with sessions.begin() as session:
         session.execute(update(Evidence).where(Evidence.seq == 2).values(chain_sha256="ef" * 32))
-    bad = export_case(sessions, case_settings(), tmp_path / "bad", now=EXPORT_TIME)
+    with pytest.raises(BrokenStoreError, match=r"seq 2 \(evidence"):
+        export_case(sessions, case_settings(), tmp_path / "bad", now=EXPORT_TIME)
+    bad = export_case(
+        sessions, case_settings(), tmp_path / "bad", now=EXPORT_TIME, allow_broken=True
+    )
     assert not bad.chain_links_ok
     assert "WARNING: the stored chain is broken" in bad.summary_line()
 

@@ -1007,3 +1007,33 @@ def test_the_shared_bsky_social_domain_does_not_make_handles_look_alike() -> Non
     alt = only_hit(matcher.match(bluesky_reply("j0hnd0e.bsky.social", "did:plc:alt")))
     assert alt.kind == "suspected_alt"
     assert alt.score == 100
+
+
+# --- involvement (keep the case, not the world) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("author", "expected"),
+    [
+        ("jdoe", True),  # restrained
+        ("jdoe_friend", True),  # associate
+        ("j0hn_d0e", True),  # look-alike
+        ("randomperson", False),
+        ("alex_smith", False),  # the protected person's own account
+        (None, False),
+    ],
+)
+def test_involved_knows_the_author_without_any_target(
+    matcher: Matcher, author: str | None, expected: bool
+) -> None:
+    observation = obs(author_handle=author, text="nice weather today")
+    assert matcher.match(observation) == []
+    assert matcher.involved(observation, ["smith-v-doe"]) is expected
+
+
+def test_involved_only_for_the_cases_asked() -> None:
+    other = make_case(id="other", restrained={"names": ["Zed"], "handles": {"reddit": ["zed"]}})
+    two = Matcher([make_case(), other])
+    observation = obs(author_handle="zed", text="hello")
+    assert two.involved(observation, ["other"])
+    assert not two.involved(observation, ["smith-v-doe"])

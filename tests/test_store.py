@@ -472,6 +472,9 @@ EVIDENCE_KEYS = {
     "sha256",
     "text",
     "version",
+    # Null until a re-check finds the item gone (DESIGN, second release).
+    "deleted_at",
+    "deleted_between",
 }
 EVIDENCE_EXTRA_KEYS = {"seq", "chain_sha256", "author_id", "raw_sha256"}
 
@@ -534,6 +537,8 @@ def test_timeline_has_the_contract_shape(store: Store, engine: Engine) -> None:
         "chain_sha256": item["chain_sha256"],
         "author_id": "id-jdoe",
         "raw_sha256": evidence.sha256_hex(b'{"id": "abc"}'),
+        "deleted_at": None,
+        "deleted_between": None,
     }
     assert len(item["sha256"]) == len(item["chain_sha256"]) == 64
     assert timeline[1]["alerted"] is False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -150,6 +150,30 @@ class Observation:
             object.__setattr__(self, "capture_method", method)
 
 
+RecheckOutcome = Literal["unchanged", "edited", "deleted", "removed", "unavailable"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecheckItem:
+    """A captured item to read again: its id, link and newest stored text."""
+
+    native_id: str
+    url: str | None
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecheckResult:
+    """What a re-read found. ``deleted``: by its author; ``removed``: by the platform
+    or a moderator (or the page answers 404/410); ``unavailable``: cannot be read now,
+    ``detail`` says why (``account suspended``); ``edited`` carries the new version."""
+
+    native_id: str
+    outcome: RecheckOutcome
+    detail: str = ""
+    observation: Observation | None = None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class AccountInfo:
     """What a platform says about an account, for judging look-alike accounts."""
@@ -263,3 +287,14 @@ class Wakeable(Protocol):
     given ``wake`` (``run --once``) just polls."""
 
     def set_wakeup(self, wake: Callable[[], None]) -> None: ...
+
+
+@runtime_checkable
+class Rechecking(Protocol):
+    """Optional: a watcher that can re-read captured items (deletions and edits).
+
+    ``recheck`` reads ``items`` within the platform's limits and returns one result
+    per item it could judge; an item it leaves out is tried again later. Raises a
+    ``WatcherError`` like ``poll``. Read-only, like everything a watcher does."""
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]: ...

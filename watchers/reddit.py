@@ -37,6 +37,8 @@ from watchers.base import (
     ObservationKind,
     PollResult,
     RateLimitedError,
+    RecheckItem,
+    RecheckResult,
     Targets,
     TransientError,
     WatcherConfigError,
@@ -288,6 +290,19 @@ class RedditWatcher:
         if key not in self._accounts:
             self._accounts[key] = self._fetch_account(name)
         return self._accounts[key]
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]:
+        """Read captured comments and posts again (watchers.reddit_recheck)."""
+        from watchers.reddit_recheck import recheck_things
+
+        return recheck_things(self._info, items, self.name)
+
+    def _info(self, fullnames: list[str]) -> list[dict[str, Any]] | None:
+        try:
+            body = self._get("api/info/", {"id": ",".join(fullnames)}, own_account=False)
+        except _Missing:
+            return None
+        return list(listing_data(body, "api/info/")["children"])
 
     def close(self) -> None:
         if self._reddit is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, Literal
@@ -35,6 +35,8 @@ from watchers.base import (
     Observation,
     PartyRole,
     PollResult,
+    RecheckItem,
+    RecheckResult,
     Targets,
     TransientError,
     WatcherSettings,
@@ -143,6 +145,24 @@ class RssWatcher:
 
     def lookup_account(self, handle: str) -> AccountInfo | None:
         return None  # a feed has no accounts to look up
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]:
+        """An entry whose own page answers 404 or 410 was removed. The feed is not
+        asked: a feed that rolls an old entry off has not deleted it."""
+        results: list[RecheckResult] = []
+        for item in items:
+            if not item.url or not item.url.startswith(("http://", "https://")):
+                continue
+            try:
+                status = self._client.status(item.url, what=f"entry page {mask_url(item.url)}")
+            except TransientError:
+                continue  # unreachable now: asked again at the next re-check
+            if status in (404, 410):
+                detail = f"its page answers HTTP {status}"
+                results.append(RecheckResult(item.native_id, "removed", detail))
+            elif 200 <= status < 300:
+                results.append(RecheckResult(item.native_id, "unchanged"))
+        return results
 
     def close(self) -> None:
         self._client.close()

@@ -329,6 +329,21 @@ class BoundedClient:
         finally:
             self._deadline.clear()
 
+    def status(self, url: str, *, what: str) -> int:
+        """The HTTP status ``url`` answers (its body is not read): for re-checks, where
+        404 and 410 are answers, not failures. Transport failures raise as in ``get``."""
+        self._deadline.start(self.limits.deadline)
+        try:
+            with self._client.stream("GET", url) as response:
+                return response.status_code
+        except httpx.TimeoutException as exc:
+            raise self._timeout(exc, what) from exc
+        except (httpx.RequestError, _RefusedRedirect) as exc:
+            reason = self._scrub(str(exc)) or type(exc).__name__
+            raise TransientError(f"{what} failed: {reason}") from exc
+        finally:
+            self._deadline.clear()
+
     def _timeout(self, exc: httpx.TimeoutException, what: str) -> TransientError:
         if self._deadline.passed():
             return TransientError(f"{what} took longer than the {self.limits.deadline:g}s deadline")

@@ -1,0 +1,80 @@
+"""What re-checks found gone (service.recheck), for the timeline, ``show`` and the
+report: ``deleted_at`` is when nocontact found the item gone, ``deleted_between`` the
+window in which it went (from when it was last seen present)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import chain
+from service.models import Evidence, Violation, ViolationEvidence
+
+FINAL = ("deleted", "removed")
+
+
+def deletions(
+    session: Session, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(platform, native_id) → ``{"deleted_at", "deleted_between", "outcome", "detail"}``."""
+    wanted = set(keys)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    if not wanted:
+        return found
+    for record in chain.iter_records(session, "recheck"):
+        data = json.loads(record.data)
+        key = (data["platform"], data["native_id"])
+        if key in wanted and data["outcome"] in FINAL and key not in found:
+            found[key] = {
+                "deleted_at": data["checked_at"],
+                "deleted_between": [data["last_seen_at"], data["checked_at"]],
+                "outcome": data["outcome"],
+                "detail": data["detail"],
+            }
+    return found
+
+
+def annotate(session: Session, entries: Iterable[dict[str, Any]]) -> None:
+    """Add ``deleted_at`` / ``deleted_between`` (null when not found gone) to timeline
+    evidence entries."""
+    listed = list(entries)
+    gone = deletions(session, ((e["platform"], e["native_id"]) for e in listed))
+    for entry in listed:
+        fact = gone.get((entry["platform"], entry["native_id"]), {})
+        entry["deleted_at"] = fact.get("deleted_at")
+        entry["deleted_between"] = fact.get("deleted_between")
+
+
+def _case_items(session: Session, case_id: str) -> list[tuple[int, str, str]]:
+    rows = session.execute(
+        select(Evidence.seq, Evidence.platform, Evidence.native_id)
+        .join(ViolationEvidence, ViolationEvidence.evidence_id == Evidence.id)
+        .join(Violation, Violation.id == ViolationEvidence.violation_id)
+        .where(Violation.case_id == case_id)
+    ).all()
+    return [(seq, platform, native_id) for seq, platform, native_id in rows]
+
+
+def case_deletions(session: Session, case_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """``deletions`` of the case's items, for evidence.json."""
+    return deletions(session, ((p, n) for _, p, n in _case_items(session, case_id)))
+
+
+def case_notes(session: Session, case_id: str) -> dict[int, str]:
+    """Evidence seq → the report's line about its deletion, for the case's items."""
+    rows = _case_items(session, case_id)
+    gone = deletions(session, ((platform, native_id) for _, platform, native_id in rows))
+    notes: dict[int, str] = {}
+    for seq, platform, native_id in rows:
+        fact = gone.get((platform, native_id))
+        if fact is not None:
+            start, end = fact["deleted_between"]
+            notes[seq] = (
+                f"Re-check: {fact['outcome'].upper()} ({fact['detail']}) between {start} and "
+                f"{end} UTC; the stored copy above is what was captured before"
+            )
+    return notes
