@@ -10,7 +10,7 @@ import re
 from datetime import date, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from watchers.base import Duration, WatcherSettings
 
@@ -84,6 +84,26 @@ class Route(_Strict):
     operator: bool = False
 
 
+WebRole = Literal["owner", "advocate", "viewer"]
+
+
+class WebUser(_Strict):
+    """One account of the web view (#17); ``password_hash`` from ``web hash-password``."""
+
+    password_hash: str = Field(min_length=1)
+    role: WebRole = "viewer"
+    cases: list[str] = Field(min_length=1)
+    totp_secret: SecretStr | None = None  # base32; optional second factor
+    show_content: bool = False  # evidence text shown without asking
+
+
+class WebSettings(_Strict):
+    bind: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
+    users: dict[str, WebUser] = Field(default_factory=dict)
+    # Signs session cookies; when unset, a random key per start (sessions end on restart).
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
+
+
 class Settings(_Strict):
     """The whole config file."""
 
@@ -91,6 +111,7 @@ class Settings(_Strict):
     cases: list[CaseSettings] = Field(min_length=1)
     watchers: list[WatcherSettings] = Field(default_factory=list)
     alerts: dict[str, Route] = Field(default_factory=dict)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     def case(self, case_id: str) -> CaseSettings:
         for case in self.cases:

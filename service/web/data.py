@@ -1,0 +1,290 @@
+"""What the pages read from the store, in one place.
+
+``timeline_page`` is the one adapter over the store's timeline query: the pages see
+``TimelineRow``s only, so that moving to another timeline record changes this module
+alone. The violation page and the access log read the ORM directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.evidence import format_time
+from service.models import (
+    ContentAccess,
+    DeliveryAttempt,
+    Evidence,
+    OutboxAlert,
+    Violation,
+    ViolationEvidence,
+)
+from service.store import Store
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Filters:
+    since: datetime | None = None
+    kind: str | None = None
+    platform: str | None = None
+    include_outside: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimelineRow:
+    id: str
+    case_id: str
+    kind: str
+    severity: str
+    suspected: bool
+    reason: str
+    first_seen: datetime
+    platforms: tuple[str, ...]
+    authors: tuple[str, ...]
+    items: int
+    alerted: bool
+    in_order_period: bool
+
+    @property
+    def key(self) -> str:
+        return f"{format_time(self.first_seen)}|{self.id}"
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _row(entry: dict[str, Any]) -> TimelineRow:
+    evidence = entry["evidence"]
+    return TimelineRow(
+        id=entry["id"],
+        case_id=entry["case"],
+        kind=entry["kind"],
+        severity=entry["severity"],
+        suspected=entry["suspected"],
+        reason=entry["reason"],
+        first_seen=_parse_time(entry["first_seen"]),
+        platforms=tuple(dict.fromkeys(item["platform"] for item in evidence)),
+        authors=tuple(dict.fromkeys(item["author"] or "?" for item in evidence)),
+        items=len(evidence),
+        alerted=entry["alerted"],
+        in_order_period=entry.get("in_order_period", True),
+    )
+
+
+def _matches(row: TimelineRow, filters: Filters) -> bool:
+    return (
+        (filters.since is None or row.first_seen >= filters.since)
+        and (filters.kind is None or row.kind == filters.kind)
+        and (filters.platform is None or filters.platform in row.platforms)
+    )
+
+
+def timeline_page(
+    store: Store, case_id: str, filters: Filters, after: str | None, limit: int
+) -> tuple[list[TimelineRow], str | None]:
+    """Up to ``limit`` violations after the key ``after``, oldest first, and the key
+    of the next page (None on the last page)."""
+    rows: list[TimelineRow] = []
+    for entry in store.iter_timeline(case_id, filters.include_outside):
+        row = _row(entry)
+        if (after is not None and row.key <= after) or not _matches(row, filters):
+            continue
+        if len(rows) == limit:
+            return rows, rows[-1].key
+        rows.append(row)
+    return rows, None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaseSummary:
+    case_id: str
+    total: int
+    last_7_days: int
+    last_violation: datetime | None
+    last_violation_id: str | None
+
+
+def case_summaries(
+    sessions: sessionmaker[Session], case_ids: Sequence[str], now: datetime
+) -> list[CaseSummary]:
+    week_ago = now - timedelta(days=7)
+    found: list[CaseSummary] = []
+    with sessions() as session:
+        for case_id in case_ids:
+            in_case = (Violation.case_id == case_id) & Violation.in_order_period.is_(True)
+            total, recent = session.execute(
+                select(func.count(), func.count().filter(Violation.first_seen >= week_ago)).where(
+                    in_case
+                )
+            ).one()
+            last = session.execute(
+                select(Violation.id, Violation.last_seen)
+                .where(in_case)
+                .order_by(Violation.last_seen.desc())
+                .limit(1)
+            ).first()
+            found.append(
+                CaseSummary(
+                    case_id, total, recent, last[1] if last else None, last[0] if last else None
+                )
+            )
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    route: str
+    state: str
+    created_at: datetime
+    sent_at: datetime | None
+    attempts: list[DeliveryAttempt]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ViolationDetail:
+    violation: Violation
+    # Each item linked to the violation, with every stored version of that item.
+    items: list[tuple[Evidence, list[Evidence]]]
+    deliveries: list[Delivery]
+    accesses: list[ContentAccess]
+
+
+def violation_case(sessions: sessionmaker[Session], violation_id: str) -> str | None:
+    with sessions() as session:
+        found: str | None = session.scalar(
+            select(Violation.case_id).where(Violation.id == violation_id)
+        )
+        return found
+
+
+def violation_detail(sessions: sessionmaker[Session], violation_id: str) -> ViolationDetail | None:
+    with sessions() as session:
+        violation = session.get(Violation, violation_id)
+        if violation is None:
+            return None
+        linked = list(
+            session.scalars(
+                select(Evidence)
+                .join(ViolationEvidence, ViolationEvidence.evidence_id == Evidence.id)
+                .where(ViolationEvidence.violation_id == violation_id)
+                .order_by(Evidence.seq)
+            )
+        )
+        return ViolationDetail(
+            violation=violation,
+            items=_with_versions(session, linked),
+            deliveries=_deliveries(session, violation_id),
+            accesses=list(
+                session.scalars(
+                    select(ContentAccess)
+                    .where(ContentAccess.violation_id == violation_id)
+                    .order_by(ContentAccess.at.desc())
+                    .limit(50)
+                )
+            ),
+        )
+
+
+def _with_versions(
+    session: Session, linked: Sequence[Evidence]
+) -> list[tuple[Evidence, list[Evidence]]]:
+    # Versions of one item are shown once, under the first version linked.
+    shown: dict[tuple[str, str], list[Evidence]] = {}
+    for item in linked:
+        key = (item.platform, item.native_id)
+        if key not in shown:
+            shown[key] = list(
+                session.scalars(
+                    select(Evidence)
+                    .where(Evidence.platform == item.platform, Evidence.native_id == item.native_id)
+                    .order_by(Evidence.version)
+                )
+            )
+    first: dict[tuple[str, str], Evidence] = {}
+    for item in linked:
+        first.setdefault((item.platform, item.native_id), item)
+    return [(item, shown[key]) for key, item in first.items()]
+
+
+def _deliveries(session: Session, violation_id: str) -> list[Delivery]:
+    outbox = list(
+        session.scalars(
+            select(OutboxAlert)
+            .where(OutboxAlert.violation_id == violation_id)
+            .order_by(OutboxAlert.created_at)
+        )
+    )
+    attempts: dict[int, list[DeliveryAttempt]] = {row.id: [] for row in outbox}
+    for attempt in session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.outbox_id.in_(list(attempts)))
+        .order_by(DeliveryAttempt.attempted_at)
+    ):
+        attempts[attempt.outbox_id].append(attempt)
+    return [
+        Delivery(row.route, row.state, row.created_at, row.sent_at, attempts[row.id])
+        for row in outbox
+    ]
+
+
+def evidence_in_violation(
+    sessions: sessionmaker[Session], violation_id: str, seq: int
+) -> Evidence | None:
+    """The evidence record ``seq`` if it is (a version of) an item of the violation."""
+    with sessions() as session:
+        item = session.scalars(select(Evidence).where(Evidence.seq == seq)).first()
+        if item is None:
+            return None
+        linked = session.scalar(
+            select(func.count())
+            .select_from(ViolationEvidence)
+            .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
+            .where(
+                ViolationEvidence.violation_id == violation_id,
+                Evidence.platform == item.platform,
+                Evidence.native_id == item.native_id,
+            )
+        )
+        return item if linked else None
+
+
+def log_access(
+    sessions: sessionmaker[Session],
+    *,
+    at: datetime,
+    username: str,
+    case_id: str,
+    action: str,
+    violation_id: str | None = None,
+    seqs: Iterable[int | None] = (None,),
+) -> None:
+    with sessions.begin() as session:
+        for seq in seqs:
+            session.add(
+                ContentAccess(
+                    at=at,
+                    username=username,
+                    case_id=case_id,
+                    violation_id=violation_id,
+                    evidence_seq=seq,
+                    action=action,
+                )
+            )
+
+
+def access_log(sessions: sessionmaker[Session], case_id: str) -> list[ContentAccess]:
+    """Every view of the case's evidence content, oldest first (for ``show`` and the packet)."""
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(ContentAccess)
+                .where(ContentAccess.case_id == case_id)
+                .order_by(ContentAccess.at, ContentAccess.id)
+            )
+        )
