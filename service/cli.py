@@ -4,7 +4,6 @@ errors into one-line messages and exit codes (0 ok, 1 runtime problem, 2 usage o
 
 from __future__ import annotations
 
-import csv
 import functools
 import io
 import json
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
@@ -23,6 +22,9 @@ from rich.table import Table
 
 from service import __version__
 from service.config import ConfigError, LoadedConfig, load_config
+
+if TYPE_CHECKING:
+    from service.timeline import ViolationEntry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -216,17 +218,20 @@ def run(config_path: Path, once: bool) -> None:
 def timeline(config_path: Path, case_id: str | None, fmt: str, include_all: bool) -> None:
     """The violations of each case, oldest first."""
     from service.store import Store
+    from service.timeline import TIMELINE_CSV, write_csv
 
     loaded = _load(config_path)
     _require_case(loaded, case_id)
     with _sessions(loaded) as (_, engine):
-        rows = Store(engine).timeline(case_id, include_all)
+        entries = list(Store(engine).entries(case_id, include_all))
     if fmt == "json":
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        click.echo(json.dumps([e.to_json() for e in entries], ensure_ascii=False, indent=2))
     elif fmt == "csv":
-        click.echo(_timeline_csv(rows), nl=False)
+        buffer = io.StringIO()
+        write_csv(buffer, TIMELINE_CSV, entries)
+        click.echo(buffer.getvalue(), nl=False)
     else:
-        _timeline_table(rows, include_all)
+        _timeline_table(entries, include_all)
 
 
 def _require_case(loaded: LoadedConfig, case_id: str | None) -> None:
@@ -235,87 +240,31 @@ def _require_case(loaded: LoadedConfig, case_id: str | None) -> None:
         fail(f"no case {case_id!r} in {loaded.path.name} (cases: {known})", EXIT_USAGE)
 
 
-CSV_COLUMNS = [
-    "violation_id",
-    "case",
-    "kind",
-    "severity",
-    "suspected",
-    "in_order_period",
-    "first_seen",
-    "last_seen",
-    "alerted",
-    "reason",
-    "platform",
-    "native_id",
-    "url",
-    "author",
-    "item_kind",
-    "posted_at",
-    "captured_at",
-    "version",
-    "sha256",
-    "text",
-]
+def _timeline_table(entries: list[ViolationEntry], include_all: bool) -> None:
+    from service.evidence import format_time
 
-
-def _timeline_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        for item in row["evidence"]:
-            writer.writerow(
-                [
-                    row["id"],
-                    row["case"],
-                    row["kind"],
-                    row["severity"],
-                    row["suspected"],
-                    row.get("in_order_period", True),
-                    row["first_seen"],
-                    row["last_seen"],
-                    row["alerted"],
-                    row["reason"],
-                    item["platform"],
-                    item["native_id"],
-                    item["url"],
-                    item["author"],
-                    item["kind"],
-                    item["posted_at"],
-                    item["captured_at"],
-                    item["version"],
-                    item["sha256"],
-                    item["text"],
-                ]
-            )
-    return buffer.getvalue()
-
-
-def _timeline_table(rows: list[dict[str, Any]], include_all: bool) -> None:
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
-    if not rows:
+    if not entries:
         state.out.print("No violations recorded." + ("" if include_all else " (--all shows more)"))
         return
     table = Table(title="Violations, oldest first")
     for column in ("first seen (UTC)", "case", "kind", "severity", "author", "where", "reason"):
         table.add_column(column, overflow="fold")
-    for row in rows:
-        evidence = row["evidence"]
-        authors = sorted({str(e["author"]) for e in evidence if e["author"]})
-        platforms = sorted({str(e["platform"]) for e in evidence})
-        kind = row["kind"] + (" (suspected)" if row["suspected"] else "")
-        if not row.get("in_order_period", True):
+    for entry in entries:
+        authors = sorted({e.author_handle for e in entry.evidence if e.author_handle})
+        platforms = sorted({e.platform for e in entry.evidence})
+        kind = entry.kind + (" (suspected)" if entry.suspected else "")
+        if not entry.in_order_period:
             kind += " [outside order]"
         table.add_row(
-            row["first_seen"],
-            row["case"],
+            format_time(entry.first_seen),
+            entry.case_id,
             kind,
-            row["severity"],
+            entry.severity,
             ", ".join(authors),
-            f"{', '.join(platforms)} ({len(evidence)} item(s))",
-            row["reason"],
+            f"{', '.join(platforms)} ({len(entry.evidence)} item(s))",
+            entry.reason,
         )
     state.out.print(table)
 

@@ -14,12 +14,10 @@ personal data.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -27,20 +25,20 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
-from service.models import Evidence, OutboxAlert, Violation, ViolationEvidence
-from service.report import (
-    CoverInfo,
-    EvidenceItem,
-    HtmlReport,
-    PdfReport,
-    Summary,
-    ViolationEntry,
-)
+from service.models import Evidence, Violation, ViolationEvidence
+from service.report import CoverInfo, HtmlReport, PdfReport, Summary
 from service.settings import CaseSettings
+from service.timeline import (
+    PACKET_CSV,
+    CsvTable,
+    EvidenceItem,
+    ViolationEntry,
+    iter_entries,
+)
 
 PACKET_FORMAT = "nocontact-evidence-packet/1"
 PACKET_FILES = ("report.html", "report.pdf", "evidence.json", "evidence.csv", "MANIFEST.sha256")
@@ -127,29 +125,6 @@ def _remove_old_packet(out_dir: Path) -> None:
         shutil.rmtree(raw)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_EXTENSIONS = {
-    "application/json": "json",
-    "application/xml": "xml",
-    "text/xml": "xml",
-    "application/rss+xml": "xml",
-    "application/atom+xml": "xml",
-    "message/rfc822": "eml",
-    "text/html": "html",
-    "text/plain": "txt",
-}
-
-
-def raw_file_name(seq: int, platform: str, native_id: str, content_type: str) -> str:
-    """``raw/<seq>-<platform>-<native id>.<ext>``: seq makes it unique, the rest only
-    helps a reader, so unsafe characters are replaced and the name is kept short."""
-    safe_platform = _UNSAFE.sub("_", platform).strip("._")[:30] or "item"
-    safe_id = _UNSAFE.sub("_", native_id).strip("._")[:80] or "item"
-    base_type = content_type.split(";", 1)[0].strip().lower()
-    ext = _EXTENSIONS.get(base_type, "bin")
-    return f"raw/{seq}-{safe_platform}-{safe_id}.{ext}"
-
-
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -228,125 +203,6 @@ def _summary(session: Session, case_id: str, zone: ZoneInfo) -> Summary:
     return summary
 
 
-_EVIDENCE_COLUMNS = (
-    Evidence.id,
-    Evidence.seq,
-    Evidence.platform,
-    Evidence.native_id,
-    Evidence.version,
-    Evidence.kind,
-    Evidence.url,
-    Evidence.author_handle,
-    Evidence.author_id,
-    Evidence.author_display_name,
-    Evidence.author_created_at,
-    Evidence.posted_at,
-    Evidence.captured_at,
-    Evidence.watcher,
-    Evidence.capture_method,
-    Evidence.text,
-    Evidence.raw,
-    Evidence.raw_content_type,
-    Evidence.raw_sha256,
-    Evidence.sha256,
-    Evidence.chain_sha256,
-)
-
-
-def _evidence_item(row: Any) -> EvidenceItem:
-    return EvidenceItem(
-        evidence_id=row.id,
-        seq=row.seq,
-        platform=row.platform,
-        native_id=row.native_id,
-        version=row.version,
-        kind=row.kind,
-        url=row.url,
-        author_handle=row.author_handle,
-        author_id=row.author_id,
-        author_display_name=row.author_display_name,
-        author_created_at=row.author_created_at,
-        posted_at=row.posted_at,
-        captured_at=row.captured_at,
-        watcher=row.watcher,
-        capture_method=row.capture_method,
-        text=row.text,
-        raw=row.raw,
-        raw_content_type=row.raw_content_type,
-        raw_sha256=row.raw_sha256,
-        sha256=row.sha256,
-        chain_sha256=row.chain_sha256,
-        reason=row.link_reason,
-        raw_file=raw_file_name(row.seq, row.platform, row.native_id, row.raw_content_type),
-    )
-
-
-def iter_violations(session: Session, case_id: str) -> Iterator[ViolationEntry]:
-    """The case's violations in timeline order, with their evidence in seq order.
-    Keyset pagination: no cursor stays open and one page is in memory at a time."""
-    alerted = (
-        exists()
-        .where(OutboxAlert.violation_id == Violation.id, OutboxAlert.state == "sent")
-        .label("alerted")
-    )
-    base = (
-        select(Violation, alerted)
-        .where(Violation.case_id == case_id)
-        .order_by(Violation.first_seen, Violation.id)
-        .limit(VIOLATION_PAGE)
-    )
-    after: tuple[datetime, str] | None = None
-    while True:
-        query = base
-        if after is not None:
-            query = query.where(
-                or_(
-                    Violation.first_seen > after[0],
-                    and_(Violation.first_seen == after[0], Violation.id > after[1]),
-                )
-            )
-        page = session.execute(query).all()
-        if not page:
-            return
-        evidence = _evidence_for(session, [violation.id for violation, _ in page])
-        for violation, was_alerted in page:
-            yield ViolationEntry(
-                id=violation.id,
-                case_id=violation.case_id,
-                kind=violation.kind,
-                severity=violation.severity,
-                suspected=violation.suspected,
-                score=violation.score,
-                reason=violation.reason,
-                first_seen=violation.first_seen,
-                last_seen=violation.last_seen,
-                in_order_period=violation.in_order_period,
-                alerted=bool(was_alerted),
-                evidence=tuple(evidence.get(violation.id, ())),
-            )
-        last = page[-1][0]
-        after = (last.first_seen, last.id)
-        # Drop the page's ORM objects so that memory does not grow with the case.
-        session.expunge_all()
-
-
-def _evidence_for(session: Session, violation_ids: list[str]) -> dict[str, list[EvidenceItem]]:
-    query = (
-        select(
-            ViolationEvidence.violation_id,
-            ViolationEvidence.reason.label("link_reason"),
-            *_EVIDENCE_COLUMNS,
-        )
-        .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
-        .where(ViolationEvidence.violation_id.in_(violation_ids))
-        .order_by(Evidence.seq)
-    )
-    grouped: dict[str, list[EvidenceItem]] = {}
-    for row in session.execute(query):
-        grouped.setdefault(row.violation_id, []).append(_evidence_item(row))
-    return grouped
-
-
 def _last_case_seq(session: Session, case_id: str) -> int:
     query = (
         select(func.max(Evidence.seq))
@@ -398,7 +254,7 @@ def _json_evidence(item: EvidenceItem) -> dict[str, Any]:
         "chain_sha256": item.chain_sha256,
         "raw_file": item.raw_file,
         "raw_content_type": item.raw_content_type,
-        "raw_size": len(item.raw),
+        "raw_size": len(item.raw or b""),
         "capture_method": item.capture_method,
         "watcher": item.watcher,
         "reason": item.reason,
@@ -470,49 +326,6 @@ class _JsonWriter:
         return intact and expected_seq == last_seq + 1
 
 
-_CSV_COLUMNS = (
-    "violation_id", "violation_kind", "severity", "suspected", "score", "in_order_period",
-    "alerted", "violation_reason", "first_seen", "last_seen", "seq", "platform", "native_id",
-    "version", "kind", "url", "author_handle", "author_id", "author_display_name",
-    "author_created_at", "posted_at", "captured_at", "capture_method", "watcher",
-    "evidence_reason", "text", "sha256", "chain_sha256", "raw_sha256", "raw_file",
-)  # fmt: skip
-# A spreadsheet runs a cell starting with these as a formula ("CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: str | None) -> str:
-    """Platform text for a CSV cell; a leading quote keeps spreadsheets from running it
-    (evidence.json holds the exact text)."""
-    if value is None:
-        return ""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-class _CsvWriter:
-    def __init__(self, out: IO[str]) -> None:
-        self.writer = csv.writer(out)
-        self.writer.writerow(_CSV_COLUMNS)
-
-    def add(self, entry: ViolationEntry) -> None:
-        for item in entry.evidence:
-            self.writer.writerow(
-                (
-                    entry.id, entry.kind, entry.severity, entry.suspected,
-                    "" if entry.score is None else entry.score, entry.in_order_period,
-                    entry.alerted, _cell(entry.reason), format_time(entry.first_seen),
-                    format_time(entry.last_seen), item.seq, _cell(item.platform),
-                    _cell(item.native_id), item.version, item.kind, _cell(item.url),
-                    _cell(item.author_handle), _cell(item.author_id),
-                    _cell(item.author_display_name), format_time(item.author_created_at) or "",
-                    format_time(item.posted_at) or "", format_time(item.captured_at),
-                    _cell(item.capture_method), _cell(item.watcher), _cell(item.reason),
-                    _cell(item.text), item.sha256, item.chain_sha256, item.raw_sha256,
-                    item.raw_file,
-                )
-            )  # fmt: skip
-
-
 class _RawWriter:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
@@ -525,7 +338,7 @@ class _RawWriter:
                 continue  # one item can belong to several violations of a case
             self._seen.add(item.seq)
             with _open_private(self.out_dir / item.raw_file) as handle:
-                handle.write(item.raw)
+                handle.write(item.raw or b"")
             self.written.append(item.raw_file)
 
 
@@ -581,13 +394,19 @@ def _write_packet(
         ):
             html_report = HtmlReport(html_out, cover, summary)
             json_writer = _JsonWriter(json_out, case, now)
-            csv_writer = _CsvWriter(csv_out)
+            csv_writer = CsvTable(csv_out, PACKET_CSV)
             raw_writer = _RawWriter(out_dir)
             counts = {"violations": 0, "evidence": 0}
 
             def fan_out() -> Iterator[ViolationEntry]:
                 # One pass over the store feeds every output; the PDF pulls the pace.
-                for entry in iter_violations(session, case.id):
+                for entry in iter_entries(
+                    session,
+                    case_id=case.id,
+                    include_outside=True,
+                    with_raw=True,
+                    page_size=VIOLATION_PAGE,
+                ):
                     html_report.add(entry)
                     json_writer.add(entry)
                     csv_writer.add(entry)

@@ -36,6 +36,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
 from service.evidence import format_time
+from service.timeline import EvidenceItem, ViolationEntry
 
 CHART_TITLE = "Violations per day by platform"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -50,56 +51,6 @@ _CONTROL = re.compile(
 # Long texts are cut into several PDF paragraphs: reportlab re-wraps a paragraph at
 # every page split, so one 100 kB paragraph would cost quadratic time.
 _PDF_CHUNK = 2000
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EvidenceItem:
-    evidence_id: int
-    seq: int
-    platform: str
-    native_id: str
-    version: int
-    kind: str
-    url: str | None
-    author_handle: str | None
-    author_id: str | None
-    author_display_name: str | None
-    author_created_at: datetime | None
-    posted_at: datetime | None
-    captured_at: datetime
-    watcher: str
-    capture_method: str
-    text: str
-    raw: bytes
-    raw_content_type: str
-    raw_sha256: str
-    sha256: str
-    chain_sha256: str
-    # Why this item belongs to the violation.
-    reason: str
-    # Path of the raw payload inside the packet (``raw/…``).
-    raw_file: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ViolationEntry:
-    id: str
-    case_id: str
-    kind: str
-    severity: str
-    suspected: bool
-    score: float | None
-    reason: str
-    first_seen: datetime
-    last_seen: datetime
-    in_order_period: bool
-    alerted: bool
-    evidence: tuple[EvidenceItem, ...]
-
-    @property
-    def platform(self) -> str:
-        """A violation counts under the platform of its first evidence item."""
-        return self.evidence[0].platform if self.evidence else "unknown"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -228,7 +179,7 @@ def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str 
         ("Reason", item.reason),
         ("SHA-256", item.sha256),
         ("Chain SHA-256", item.chain_sha256),
-        ("Raw payload", f"{item.raw_file} ({item.raw_content_type}, {len(item.raw)} bytes)"),
+        ("Raw payload", f"{item.raw_file} ({item.raw_content_type}, {len(item.raw or b'')} bytes)"),
         ("Raw SHA-256", item.raw_sha256),
     ]
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, Table, and_, func, insert, select, tuple_
+from sqlalchemy import Engine, Table, and_, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ from service.models import (
     utcnow,
 )
 from service.settings import SEVERITY_RANK, CaseSettings, Route
+from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Observation
 
 log = logging.getLogger(__name__)
@@ -678,28 +679,25 @@ class Store:
     def timeline(
         self, case_id: str | None = None, include_outside: bool = False
     ) -> list[dict[str, Any]]:
-        """Violations, oldest first, in the shape of DESIGN.md "timeline --format json".
-
-        Extra keys beyond the contract: ``in_order_period`` (bool) and ``score``
-        (float or null) per violation; ``seq``, ``chain_sha256``, ``author_id`` and
-        ``raw_sha256`` per evidence item, so that every evidence hash can be recomputed
-        from the JSON alone (``author`` is the item's ``author_handle``).
-        """
+        """Violations, oldest first, in the shape of DESIGN.md "timeline --format json"
+        (``ViolationEntry.to_json``)."""
         return list(self.iter_timeline(case_id, include_outside))
 
     def iter_timeline(
         self, case_id: str | None = None, include_outside: bool = False, *, page_size: int = 500
     ) -> Iterator[dict[str, Any]]:
         """``timeline`` a page of violations at a time, for big stores."""
-        after: tuple[datetime, str] | None = None
-        while True:
-            with self._errors(), self._read() as session:
-                page = _violation_page(session, case_id, include_outside, after, page_size)
-                if not page:
-                    return
-                entries = _timeline_entries(session, page)
-            yield from entries
-            after = (page[-1].first_seen, page[-1].id)
+        for entry in self.entries(case_id, include_outside, page_size=page_size):
+            yield entry.to_json()
+
+    def entries(
+        self, case_id: str | None = None, include_outside: bool = False, *, page_size: int = 500
+    ) -> Iterator[ViolationEntry]:
+        """The timeline's typed entries, through the one pager (``service.timeline``)."""
+        with self._errors(), self._read() as session:
+            yield from iter_entries(
+                session, case_id=case_id, include_outside=include_outside, page_size=page_size
+            )
 
     def outbox_summary(self, now: datetime | None = None) -> OutboxSummary:
         moment = now if now is not None else utcnow()
@@ -750,96 +748,3 @@ def _evidence_row(
         "text_fingerprint": evidence.text_fingerprint(obs.text),
         "sha256": evidence.record_sha256(canonical),
     }
-
-
-def _violation_page(
-    session: Session,
-    case_id: str | None,
-    include_outside: bool,
-    after: tuple[datetime, str] | None,
-    page_size: int,
-) -> list[Violation]:
-    query = select(Violation).order_by(Violation.first_seen, Violation.id).limit(page_size)
-    if case_id is not None:
-        query = query.where(Violation.case_id == case_id)
-    if not include_outside:
-        query = query.where(Violation.in_order_period.is_(True))
-    if after is not None:
-        query = query.where(tuple_(Violation.first_seen, Violation.id) > tuple_(*after))
-    return list(session.scalars(query))
-
-
-_TIMELINE_EVIDENCE = (
-    ViolationEvidence.violation_id,
-    Evidence.platform,
-    Evidence.native_id,
-    Evidence.url,
-    Evidence.author_handle,
-    Evidence.author_id,
-    Evidence.kind,
-    Evidence.posted_at,
-    Evidence.captured_at,
-    Evidence.sha256,
-    Evidence.text,
-    Evidence.version,
-    Evidence.seq,
-    Evidence.chain_sha256,
-    Evidence.raw_sha256,
-)
-
-
-def _evidence_entry(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
-    return {
-        "platform": row.platform,
-        "native_id": row.native_id,
-        "url": row.url,
-        "author": row.author_handle,
-        "kind": row.kind,
-        "posted_at": evidence.format_time(row.posted_at),
-        "captured_at": evidence.format_time(row.captured_at),
-        "sha256": row.sha256,
-        "text": row.text,
-        "version": row.version,
-        "seq": row.seq,
-        "chain_sha256": row.chain_sha256,
-        "author_id": row.author_id,
-        "raw_sha256": row.raw_sha256,
-    }
-
-
-def _timeline_entries(session: Session, page: Sequence[Violation]) -> list[dict[str, Any]]:
-    ids = [violation.id for violation in page]
-    items: dict[str, list[dict[str, Any]]] = {violation_id: [] for violation_id in ids}
-    # Only the columns shown: raw payloads can be large and are not part of the timeline.
-    rows = session.execute(
-        select(*_TIMELINE_EVIDENCE)
-        .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
-        .where(ViolationEvidence.violation_id.in_(ids))
-        .order_by(Evidence.seq)
-    )
-    for row in rows:
-        items[row.violation_id].append(_evidence_entry(row))
-    alerted = set(
-        session.scalars(
-            select(OutboxAlert.violation_id)
-            .where(OutboxAlert.violation_id.in_(ids), OutboxAlert.state == "sent")
-            .distinct()
-        )
-    )
-    return [
-        {
-            "id": violation.id,
-            "case": violation.case_id,
-            "kind": violation.kind,
-            "severity": violation.severity,
-            "suspected": violation.suspected,
-            "reason": violation.reason,
-            "first_seen": evidence.format_time(violation.first_seen),
-            "last_seen": evidence.format_time(violation.last_seen),
-            "alerted": violation.id in alerted,
-            "in_order_period": violation.in_order_period,
-            "score": violation.score,
-            "evidence": items[violation.id],
-        }
-        for violation in page
-    ]
