@@ -1,16 +1,16 @@
 """What the pages read from the store, in one place.
 
-``timeline_page`` is the one adapter over the store's timeline query: the pages see
-``TimelineRow``s only, so that moving to another timeline record changes this module
-alone. The violation page and the access log read the ORM directly.
+``timeline_page`` reads the shared timeline record (``service.timeline``) through the
+store's one pager and hands the pages ``TimelineRow``s. The violation page and the
+access log read the ORM directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,7 @@ from service.models import (
     ViolationEvidence,
 )
 from service.store import Store
+from service.timeline import ViolationEntry
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,25 +56,20 @@ class TimelineRow:
         return f"{format_time(self.first_seen)}|{self.id}"
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _row(entry: dict[str, Any]) -> TimelineRow:
-    evidence = entry["evidence"]
+def _row(entry: ViolationEntry) -> TimelineRow:
     return TimelineRow(
-        id=entry["id"],
-        case_id=entry["case"],
-        kind=entry["kind"],
-        severity=entry["severity"],
-        suspected=entry["suspected"],
-        reason=entry["reason"],
-        first_seen=_parse_time(entry["first_seen"]),
-        platforms=tuple(dict.fromkeys(item["platform"] for item in evidence)),
-        authors=tuple(dict.fromkeys(item["author"] or "?" for item in evidence)),
-        items=len(evidence),
-        alerted=entry["alerted"],
-        in_order_period=entry.get("in_order_period", True),
+        id=entry.id,
+        case_id=entry.case_id,
+        kind=entry.kind,
+        severity=entry.severity,
+        suspected=entry.suspected,
+        reason=entry.reason,
+        first_seen=entry.first_seen,
+        platforms=tuple(dict.fromkeys(item.platform for item in entry.evidence)),
+        authors=tuple(dict.fromkeys(item.author_handle or "?" for item in entry.evidence)),
+        items=len(entry.evidence),
+        alerted=entry.alerted,
+        in_order_period=entry.in_order_period,
     )
 
 
@@ -91,13 +87,16 @@ def timeline_page(
     """Up to ``limit`` violations after the key ``after``, oldest first, and the key
     of the next page (None on the last page)."""
     rows: list[TimelineRow] = []
-    for entry in store.iter_timeline(case_id, filters.include_outside):
-        row = _row(entry)
-        if (after is not None and row.key <= after) or not _matches(row, filters):
-            continue
-        if len(rows) == limit:
-            return rows, rows[-1].key
-        rows.append(row)
+    entries = store.entries(case_id, filters.include_outside)
+    # closing(): leaving after one page must end the pager's read transaction now.
+    with contextlib.closing(entries):  # type: ignore[type-var]
+        for entry in entries:
+            row = _row(entry)
+            if (after is not None and row.key <= after) or not _matches(row, filters):
+                continue
+            if len(rows) == limit:
+                return rows, rows[-1].key
+            rows.append(row)
     return rows, None
 
 

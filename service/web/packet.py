@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
-from service.export import export_case, raw_file_name
+from service.export import export_case
 from service.models import Evidence
+from service.timeline import raw_file_name
 from service.web import data
 
 if TYPE_CHECKING:
