@@ -276,8 +276,14 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Response]]:
     return {LoginRequired: _error, HTTPException: _error}
 
 
+def no_icon(request: Request) -> Response:
+    # Browsers ask for it on every site; an empty answer keeps their consoles clean.
+    return Response(status_code=204)
+
+
 def routes() -> list[BaseRoute]:
     return [
+        Route("/favicon.ico", no_icon, methods=["GET"]),
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
