@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.access_log import ACCESS_LOG_FILE, write_access_log
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.models import Evidence, Violation, ViolationEvidence
 from service.report import CoverInfo, HtmlReport, PdfReport, Summary
@@ -113,7 +114,7 @@ def _prepare_dir(out_dir: Path, force: bool) -> None:
 
 def _remove_old_packet(out_dir: Path) -> None:
     """--force replaces the packet's own files; anything else in the folder stays."""
-    for name in PACKET_FILES:
+    for name in (*PACKET_FILES, ACCESS_LOG_FILE):
         path = out_dir / name
         if path.is_dir() and not path.is_symlink():
             raise ExportError(f"{path} is a directory; remove it or choose another --out")
@@ -421,7 +422,9 @@ def _write_packet(
             PdfReport(cover, summary).build(pdf_out, fan_out())
             html_report.end()
             links_ok = json_writer.finish(_iter_links(session, last_seq), last_seq)
-    files = [*PACKET_FILES[:-1], *raw_writer.written]
+        # Who viewed the evidence through the web view (#17), when anyone did.
+        logged = write_access_log(session, case.id, out_dir / ACCESS_LOG_FILE, _open_private_text)
+    files = [*PACKET_FILES[:-1], *raw_writer.written, *([ACCESS_LOG_FILE] if logged else [])]
     _write_manifest(out_dir, files)
     return ExportResult(
         out_dir=out_dir,

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from service.access_log import access_log
 from service.models import ContentAccess, Evidence
 from service.web.auth import MAX_FAILURES, SESSION_COOKIE
-from service.web.data import access_log
 from tests.fakes.evidence_data import CASE_ID, HOSTILE_SCRIPT, OTHER_CASE_ID
 from tests.web_support import (
     HOSTILE_AUTHOR,
@@ -314,6 +314,7 @@ def test_export_download_is_the_packet_with_its_manifest(
     client: TestClient, store: WebStore
 ) -> None:
     _logged_in(client)
+    client.get(f"/v/{store.populated.violation_ids[2]}?show=all")
     page = client.get(f"/c/{CASE_ID}")
     answer = client.post(f"/c/{CASE_ID}/export", data={"csrf": csrf_of(page.text)})
     assert answer.status_code == 200
@@ -328,7 +329,12 @@ def test_export_download_is_the_packet_with_its_manifest(
         digest, name = line.split("  ", 1)
         assert hashlib.sha256(archive.read(f"{top}/{name}")).hexdigest() == digest
     assert "OTHER-CASE-PRIVATE-TEXT" not in archive.read(f"{top}/evidence.json").decode()
-    assert [e.action for e in access_log(store.sessions, CASE_ID)] == ["export"]
+    # The packet lists who viewed content before it was made; the export is logged too.
+    assert any(line.endswith("  access-log.csv") for line in lines)
+    log_lines = archive.read(f"{top}/access-log.csv").decode().splitlines()
+    assert log_lines[0] == "at,username,action,violation_id,evidence_seq"
+    assert f"alex,text,{store.populated.violation_ids[2]}," in log_lines[1]
+    assert [e.action for e in access_log(store.sessions, CASE_ID)] == ["text", "export"]
 
 
 # -- headers

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -251,39 +251,3 @@ def evidence_in_violation(
             )
         )
         return item if linked else None
-
-
-def log_access(
-    sessions: sessionmaker[Session],
-    *,
-    at: datetime,
-    username: str,
-    case_id: str,
-    action: str,
-    violation_id: str | None = None,
-    seqs: Iterable[int | None] = (None,),
-) -> None:
-    with sessions.begin() as session:
-        for seq in seqs:
-            session.add(
-                ContentAccess(
-                    at=at,
-                    username=username,
-                    case_id=case_id,
-                    violation_id=violation_id,
-                    evidence_seq=seq,
-                    action=action,
-                )
-            )
-
-
-def access_log(sessions: sessionmaker[Session], case_id: str) -> list[ContentAccess]:
-    """Every view of the case's evidence content, oldest first (for ``show`` and the packet)."""
-    with sessions() as session:
-        return list(
-            session.scalars(
-                select(ContentAccess)
-                .where(ContentAccess.case_id == case_id)
-                .order_by(ContentAccess.at, ContentAccess.id)
-            )
-        )

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, Response
 
+from service.access_log import log_access
 from service.export import export_case
 from service.models import Evidence
 from service.timeline import raw_file_name
-from service.web import data
 
 if TYPE_CHECKING:
     from service.web.app import WebContext
@@ -54,7 +54,7 @@ def export_response(ctx: WebContext, case_id: str, username: str) -> Response:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    data.log_access(ctx.writes, at=now, username=username, case_id=case_id, action="export")
+    log_access(ctx.writes, at=now, username=username, case_id=case_id, action="export")
     return FileResponse(
         archive,
         media_type="application/zip",

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from service.access_log import log_access
 from service.health import check_health
 from service.settings import WebUser
 from service.web import data, packet
@@ -178,7 +179,7 @@ def violation_page(request: Request) -> Response:
         raise HTTPException(404)
     revealed = _revealed(request, user, detail)
     if revealed:
-        data.log_access(
+        log_access(
             ctx.writes,
             at=ctx.clock(),
             username=name,
@@ -206,7 +207,7 @@ def raw_download(request: Request) -> Response:
     item = data.evidence_in_violation(ctx.reads, violation_id, request.path_params["seq"])
     if item is None:
         raise HTTPException(404)
-    data.log_access(
+    log_access(
         ctx.writes,
         at=ctx.clock(),
         username=name,
