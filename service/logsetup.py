@@ -284,6 +284,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     for route in settings.alerts.values():
         for url in route.urls:
             found.extend(_url_secrets(url))
+    web_secrets = [settings.web.secret_key, *(u.totp_secret for u in settings.web.users.values())]
+    found.extend(secret.get_secret_value() for secret in web_secrets if secret is not None)
     db_password = urlsplit(settings.database).password
     if db_password:
         found.append(unquote(db_password))

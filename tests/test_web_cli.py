@@ -1,0 +1,72 @@
+"""``nocontact web``: hash-password, and the one-line errors before it serves (#17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from click.testing import CliRunner
+
+from service.cli import cli
+from service.config import parse_config
+from service.logsetup import settings_secrets
+
+BASE = """\
+database: sqlite:///store.db
+cases:
+  - id: smith-v-doe
+    order: {effective: 2026-01-15}
+    protected: {names: ["Alex Smith"]}
+    restrained: {names: ["John Doe"]}
+"""
+
+
+def test_hash_password_prints_an_argon2id_hash_of_stdin() -> None:
+    result = CliRunner().invoke(cli, ["web", "hash-password"], input="a long passphrase\n")
+    assert result.exit_code == 0, result.output
+    digest = result.output.strip()
+    assert digest.startswith("$argon2id$")
+    assert "a long passphrase" not in result.output
+    assert PasswordHasher().verify(digest, "a long passphrase")
+
+
+def test_hash_password_refuses_a_short_password() -> None:
+    result = CliRunner().invoke(cli, ["web", "hash-password"], input="short\n")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: the password is too short: use at least 10 characters"
+
+
+def test_web_without_users_says_how_to_add_one(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE)
+    result = CliRunner().invoke(cli, ["web", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "web.users is empty" in result.output
+    assert "nocontact web hash-password" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_user_listing_an_unknown_case_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        BASE + "web:\n  users:\n    alex: {password_hash: x, role: owner, cases: [smith-v-do]}\n"
+    )
+    result = CliRunner().invoke(cli, ["web", "-c", str(config)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "config.yaml:1: web.users.alex.cases: no case 'smith-v-do' (cases: smith-v-doe)"
+    )
+
+
+def test_web_settings_are_validated_and_their_secrets_redacted() -> None:
+    settings = parse_config(
+        BASE
+        + "web:\n  bind: 0.0.0.0:8443\n  secret_key: "
+        + "s" * 40
+        + "\n  users:\n    alex: {password_hash: h, role: advocate, cases: [smith-v-doe],"
+        + " totp_secret: JBSWY3DPEHPK3PXP}\n"
+    )
+    assert settings.web.bind == "0.0.0.0:8443"
+    assert settings.web.users["alex"].role == "advocate"
+    assert {"s" * 40, "JBSWY3DPEHPK3PXP"} <= set(settings_secrets(settings))
+    assert parse_config(BASE).web.bind == "127.0.0.1:8080"
