@@ -474,13 +474,17 @@ def db_upgrade(config_path: Path) -> None:
 
 @cli.group(invoke_without_command=True)
 @config_option
+@click.option("--bind", metavar="HOST:PORT", help="Listen here instead of web.bind.")
 @click.pass_context
 @edge
-def web(ctx: click.Context, config_path: Path) -> None:
+def web(ctx: click.Context, config_path: Path, bind: str | None) -> None:
     """The web view for the protected person and their advocate (web.bind)."""
     if ctx.invoked_subcommand is not None:
         return
     from service.web.serve import serve
+
+    if bind is not None and (":" not in bind or not bind.rpartition(":")[2].isdigit()):
+        fail("--bind: write HOST:PORT, e.g. 0.0.0.0:8080", EXIT_USAGE)
 
     loaded = _load(config_path)
     if not loaded.settings.web.users:
@@ -490,7 +494,7 @@ def web(ctx: click.Context, config_path: Path) -> None:
             "cases: [CASE-ID]}}} (hash from `nocontact web hash-password`)",
             EXIT_USAGE,
         )
-    serve(loaded)
+    serve(loaded, bind)
 
 
 @web.command("hash-password")

@@ -70,3 +70,13 @@ def test_web_settings_are_validated_and_their_secrets_redacted() -> None:
     assert settings.web.users["alex"].role == "advocate"
     assert {"s" * 40, "JBSWY3DPEHPK3PXP"} <= set(settings_secrets(settings))
     assert parse_config(BASE).web.bind == "127.0.0.1:8080"
+
+
+def test_a_bad_bind_override_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        BASE + "web:\n  users:\n    alex: {password_hash: x, role: owner, cases: [smith-v-doe]}\n"
+    )
+    result = CliRunner().invoke(cli, ["web", "-c", str(config), "--bind", "8080"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --bind: write HOST:PORT, e.g. 0.0.0.0:8080"

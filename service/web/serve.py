@@ -30,9 +30,10 @@ def check_users(loaded: LoadedConfig) -> None:
         raise ConfigError(problems)
 
 
-def serve(loaded: LoadedConfig) -> None:
+def serve(loaded: LoadedConfig, bind: str | None = None) -> None:
+    """``bind`` (``--bind``) overrides ``web.bind``: a container listens on 0.0.0.0."""
     check_users(loaded)
-    host, _, port = loaded.settings.web.bind.rpartition(":")
+    host, _, port = (bind or loaded.settings.web.bind).rpartition(":")
     engine = make_engine(loaded.settings.database, loaded.base_dir)
     try:
         with database_errors(engine):
