@@ -357,3 +357,24 @@ def test_security_headers_on_every_answer(client: TestClient, store: WebStore) -
         assert "<script" not in html.lower()
         assert "http://" not in html.replace("http://testserver", "")
         assert "https://" not in html or "reddit.example" in html or "x.example" in html
+
+
+def test_timeline_pages_follow_one_another_without_gaps(
+    client: TestClient, store: WebStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import html
+    import re
+
+    from service.web import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    _logged_in(client)
+    seen: list[str] = []
+    path: str | None = f"/c/{CASE_ID}?all=1"
+    while path:
+        page = client.get(path).text
+        seen += re.findall(r'href="/v/([0-9a-f-]{36})"', page)
+        more = re.search(r'<a href="\?([^"]+)">Next page', page)
+        path = f"/c/{CASE_ID}?{html.unescape(more.group(1))}" if more else None
+    assert seen == store.populated.violation_ids
+    assert client.get(f"/c/{CASE_ID}?after=garbage").status_code == 200

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.evidence import format_time
 from service.models import (
     ContentAccess,
     DeliveryAttempt,
@@ -53,7 +52,17 @@ class TimelineRow:
 
     @property
     def key(self) -> str:
-        return f"{format_time(self.first_seen)}|{self.id}"
+        """Where the next page starts: the pager's own order, (first_seen, id)."""
+        return f"{self.first_seen.isoformat()}|{self.id}"
+
+
+def _parse_key(key: str) -> tuple[datetime, str] | None:
+    moment, _, violation_id = key.partition("|")
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        return None
+    return (parsed, violation_id) if parsed.tzinfo is not None else None
 
 
 def _row(entry: ViolationEntry) -> TimelineRow:
@@ -87,12 +96,13 @@ def timeline_page(
     """Up to ``limit`` violations after the key ``after``, oldest first, and the key
     of the next page (None on the last page)."""
     rows: list[TimelineRow] = []
+    start = _parse_key(after) if after else None
     entries = store.entries(case_id, filters.include_outside)
     # closing(): leaving after one page must end the pager's read transaction now.
     with contextlib.closing(entries):  # type: ignore[type-var]
         for entry in entries:
             row = _row(entry)
-            if (after is not None and row.key <= after) or not _matches(row, filters):
+            if (start and (row.first_seen, row.id) <= start) or not _matches(row, filters):
                 continue
             if len(rows) == limit:
                 return rows, rows[-1].key
