@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apprise import Apprise, AppriseAsset, NotifyFormat, NotifyType
 from apprise.exception import AppriseException
@@ -274,16 +274,9 @@ class _Message:
     notify_type: NotifyType
 
 
-def _local_time(value: datetime, timezone: str) -> str:
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"{timezone}: unknown time zone"
-    return f"{value.astimezone(zone).strftime('%Y-%m-%d %H:%M %Z')}, {timezone}"
-
-
-def _when(value: datetime, timezone: str) -> str:
-    return f"{format_time(value)} (local {_local_time(value, timezone)})"
+def _when(value: datetime, zone: ZoneInfo) -> str:
+    local = value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    return f"{format_time(value)} (local {local}, {zone.key})"
 
 
 def _distinct(values: Iterable[str | None]) -> list[str]:
@@ -307,7 +300,7 @@ def render_violation(
     """Title and body of one violation alert: who, where, when, how serious, and
     where the evidence is. The platform text only when the route asks for it."""
     evidence = [link.evidence for link in violation.evidence_links]
-    timezone = case.timezone if case is not None else "UTC"
+    timezone = case.timezone if case is not None else ZoneInfo("UTC")
     phrase = _KIND_PHRASES.get(violation.kind, violation.kind.replace("_", " "))
     severity = violation.severity.upper()
     title = f"nocontact: {severity} — {phrase} ({violation.case_id})"

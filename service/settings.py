@@ -6,11 +6,25 @@ Watcher settings are validated by each watcher type's own ``settings_model``.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from typing import Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from watchers.base import Duration, WatcherSettings
 
@@ -19,6 +33,70 @@ SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 Term = Literal["no_contact", "no_mention"]
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MIN_POLL_INTERVAL = timedelta(seconds=10)
+
+Loc = tuple[str | int, ...]
+FOR_DELIVERY = "for_delivery"
+"""Validation context key: the settings will poll and send, so route URLs must work."""
+
+
+class SettingsProblems(ValueError):
+    """Problems found across the whole file (a name used twice, a reference to nothing),
+    each with the location of the field at fault, so the loader can point at its line."""
+
+    def __init__(self, problems: Sequence[tuple[Loc, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(message for _, message in self.problems))
+
+
+def _zone(value: object) -> object:
+    if isinstance(value, ZoneInfo):
+        return value
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown time zone; use an IANA name like Europe/London") from None
+
+
+# Parsed once here, so matching, alerts and reports never meet an unknown zone.
+Zone = Annotated[ZoneInfo, BeforeValidator(_zone), PlainSerializer(lambda zone: zone.key)]
+
+
+def _apprise_url(url: str, info: ValidationInfo) -> str:
+    # Only settings that will send are held to what the installed Apprise can deliver
+    # (the loader asks for it); read-only commands and tests of delivery failures are not.
+    if not (info.context or {}).get(FOR_DELIVERY):
+        return url
+    import apprise
+
+    from service.alerts import quiet_apprise_logging
+
+    quiet_apprise_logging()
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        shown = f"{scheme}:// URL" if scheme else "URL"
+        raise ValueError(f"this Apprise {shown} is not valid; see the Apprise wiki for its form")
+    return url
+
+
+def _database_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL; write sqlite:///nocontact.db or "
+            "postgresql+psycopg://user@host/dbname"
+        ) from None
+    return value
+
+
+def _unknown_name(what: str, name: str, known: Iterable[str], section: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; define it under {section}"
+    return f"no {what} named {name!r}{hint}"
 
 
 class _Strict(BaseModel):
@@ -66,7 +144,7 @@ class CaseSettings(_Strict):
     # Hits of this case from one author within this window form one violation.
     group_window: Duration = Field(default=timedelta(minutes=10))
     # Local time zone for reports (IANA name); evidence is always kept in UTC.
-    timezone: str = "UTC"
+    timezone: Zone = ZoneInfo("UTC")
 
     @field_validator("id")
     @classmethod
@@ -77,11 +155,29 @@ class CaseSettings(_Strict):
 
 
 class Route(_Strict):
-    urls: list[str] = Field(min_length=1)
+    # A URL written as ${VAR:-} with VAR unset is null and dropped: the route then sends
+    # nothing, which is how the example config runs before an alert URL is set.
+    urls: list[Annotated[str, AfterValidator(_apprise_url)]]
     min_severity: Severity = "low"
     include_content: bool = False
     group_wait: Duration = Field(default=timedelta(seconds=60))
     operator: bool = False
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _drop_unset(cls, value: object) -> object:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one Apprise URL")
+            return [url for url in value if url is not None]
+        return value
+
+    @field_validator("group_wait")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
 
 
 WebRole = Literal["owner", "advocate", "viewer"]
@@ -107,11 +203,62 @@ class WebSettings(_Strict):
 class Settings(_Strict):
     """The whole config file."""
 
-    database: str = "sqlite:///nocontact.db"
+    database: Annotated[str, AfterValidator(_database_url)] = "sqlite:///nocontact.db"
     cases: list[CaseSettings] = Field(min_length=1)
     watchers: list[WatcherSettings] = Field(default_factory=list)
     alerts: dict[str, Route] = Field(default_factory=dict)
     web: WebSettings = Field(default_factory=WebSettings)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems = [*self._case_problems(), *self._watcher_problems(), *self._web_problems()]
+        if problems:
+            raise SettingsProblems(problems)
+        return self
+
+    def _case_problems(self) -> Iterable[tuple[Loc, str]]:
+        seen: set[str] = set()
+        for index, case in enumerate(self.cases):
+            if case.id in seen:
+                yield ("cases", index, "id"), f"case id {case.id!r} is used twice"
+            seen.add(case.id)
+            for r_index, route_name in enumerate(case.alert):
+                if route_name not in self.alerts:
+                    yield (
+                        ("cases", index, "alert", r_index),
+                        _unknown_name("alert route", route_name, self.alerts, "alerts"),
+                    )
+
+    def _watcher_problems(self) -> Iterable[tuple[Loc, str]]:
+        case_ids = {case.id for case in self.cases}
+        seen: set[str] = set()
+        for index, watcher in enumerate(self.watchers):
+            name = watcher.display_name
+            if name in seen:
+                yield (
+                    ("watchers", index, "name"),
+                    f"watcher name {name!r} is used twice; give each watcher its own name",
+                )
+            seen.add(name)
+            for c_index, case_id in enumerate(watcher.cases or []):
+                if case_id not in case_ids:
+                    yield (
+                        ("watchers", index, "cases", c_index),
+                        _unknown_name("case", case_id, case_ids, "cases"),
+                    )
+            if watcher.every < MIN_POLL_INTERVAL:
+                yield ("watchers", index, "every"), "must be at least 10s"
+
+    def _web_problems(self) -> Iterable[tuple[Loc, str]]:
+        # A mistyped case would silently hide that case from its advocate.
+        case_ids = {case.id for case in self.cases}
+        for name, user in self.web.users.items():
+            for index, case_id in enumerate(user.cases):
+                if case_id not in case_ids:
+                    yield (
+                        ("web", "users", name, "cases", index),
+                        _unknown_name("case", case_id, case_ids, "cases"),
+                    )
 
     def case(self, case_id: str) -> CaseSettings:
         for case in self.cases:
@@ -121,7 +268,8 @@ class Settings(_Strict):
 
     def operator_routes(self) -> list[str]:
         marked = [name for name, route in self.alerts.items() if route.operator]
-        return marked or list(self.alerts)
+        # A route with no URL (an unset ${VAR:-}) sends nothing, so nothing is queued.
+        return [name for name in marked or list(self.alerts) if self.alerts[name].urls]
 
     def cases_for(self, watcher: WatcherSettings) -> list[CaseSettings]:
         if watcher.cases is None:

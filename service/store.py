@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, insert, select
+from sqlalchemy import Engine, Table, and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from service import evidence
 from service.db import StoreError, database_errors, session_factory
 from service.hits import Hit
+from service.marks import MARK_PLATFORM, MARK_WATCHER, MarkKind, mark_native_id, mark_payload
 from service.models import (
     Case,
     ChainHead,
@@ -85,6 +86,8 @@ class RecordResult:
     joined_violations: int = 0
     queued_alerts: int = 0
     recovered: bool = False
+    # Of new_violations, those outside the order period: kept, but not violations.
+    new_outside_period: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -394,8 +397,11 @@ class _PollWrite:
                 # Config validation rejects this; never fail the evidence over it.
                 log.error("case %s names unknown alert route %s; alert not queued", case.id, name)
                 continue
-            if SEVERITY_RANK[route.min_severity] > SEVERITY_RANK[violation.severity]:
-                continue
+            if (
+                not route.urls
+                or SEVERITY_RANK[route.min_severity] > SEVERITY_RANK[violation.severity]
+            ):
+                continue  # a route whose only URL is an unset ${VAR:-} sends nothing
             due = self.now + route.group_wait
             if enqueue_alert(
                 self.session,
@@ -584,6 +590,9 @@ class Store:
                 joined_violations=len(write.joined),
                 queued_alerts=write.queued,
                 recovered=recovered,
+                new_outside_period=sum(
+                    1 for violation in write.created.values() if not violation.in_order_period
+                ),
             )
 
     def _append_evidence(
@@ -699,6 +708,35 @@ class Store:
                 session, case_id=case_id, include_outside=include_outside, page_size=page_size
             )
 
+    def record_mark(
+        self, violation_id: str, kind: MarkKind, *, reason: str, by: str, now: datetime
+    ) -> int:
+        """Append a dismissal (or its withdrawal) of a violation to the hash chain and,
+        for a dismissal, cancel the violation's pending alerts. Returns the record's seq."""
+        _require_aware(now)
+        with self._errors(), self._write.begin() as session:
+            head = session.scalars(
+                select(ChainHead).where(ChainHead.id == 1).with_for_update()
+            ).one()
+            native_id = mark_native_id(violation_id)
+            version = session.scalar(
+                select(func.count()).where(
+                    Evidence.platform == MARK_PLATFORM, Evidence.native_id == native_id
+                )
+            )
+            at = evidence.truncate_to_second(now)
+            row = _mark_row(violation_id, kind, reason, by, (version or 0) + 1, head.seq + 1, at)
+            row["chain_sha256"] = evidence.chain_sha256(head.chain_sha256, row["sha256"])
+            head.seq, head.chain_sha256 = row["seq"], row["chain_sha256"]
+            session.execute(insert(Evidence), [row])
+            if kind == "dismissal":
+                session.execute(
+                    update(OutboxAlert)
+                    .where(OutboxAlert.violation_id == violation_id, OutboxAlert.state == "pending")
+                    .values(state="cancelled", last_error=f"violation dismissed: {reason}")
+                )
+            return int(row["seq"])
+
     def outbox_summary(self, now: datetime | None = None) -> OutboxSummary:
         moment = now if now is not None else utcnow()
         pending = OutboxAlert.state == "pending"
@@ -714,6 +752,39 @@ class Store:
         return OutboxSummary(
             pending=row[0], due_now=row[1], failing=row[2], oldest_pending_at=row[3]
         )
+
+
+def _mark_row(
+    violation_id: str, kind: MarkKind, reason: str, by: str, version: int, seq: int, at: datetime
+) -> dict[str, Any]:
+    raw = mark_payload(violation_id, kind, reason, by, at)
+    canonical = {
+        "seq": seq,
+        "platform": MARK_PLATFORM,
+        "native_id": mark_native_id(violation_id),
+        "version": version,
+        "url": None,
+        "author_handle": by,
+        "author_id": None,
+        "posted_at": evidence.format_time(at),
+        "captured_at": evidence.format_time(at),
+        "text": reason,
+        "raw_sha256": evidence.sha256_hex(raw),
+    }
+    return {
+        **canonical,
+        "posted_at": at,
+        "captured_at": at,
+        "kind": kind,
+        "addressed_to": [],
+        "watcher": MARK_WATCHER,
+        "capture_method": f"nocontact {kind.removesuffix('al')} (command line)",
+        "raw": raw,
+        "raw_content_type": "application/json",
+        "content_sha256": evidence.sha256_hex(raw),
+        "text_fingerprint": evidence.text_fingerprint(""),
+        "sha256": evidence.record_sha256(canonical),
+    }
 
 
 def _evidence_row(

@@ -171,3 +171,23 @@ def test_empty_variable_takes_the_default_like_the_shell(monkeypatch: pytest.Mon
     assert parse_config(text).alerts["phone"].urls == ["json://127.0.0.1:2/d"]
     found = problems(VALID.replace('"json://127.0.0.1:9/hook"', '"${NC_EMPTY}"'))
     assert any("alerts.phone.urls[0]" in p for p in found)
+
+
+def test_time_zone_is_parsed_once_into_the_settings() -> None:
+    from zoneinfo import ZoneInfo
+
+    text = VALID.replace("alert: [phone]", "alert: [phone]\n    timezone: Europe/Berlin")
+    assert parse_config(text).cases[0].timezone == ZoneInfo("Europe/Berlin")
+    found = problems(VALID.replace("alert: [phone]", "alert: [phone]\n    timezone: Mars/Olympus"))
+    assert found == [
+        "config.yaml:13: cases[0].timezone: unknown time zone; use an IANA name like Europe/London"
+    ]
+
+
+def test_case_ids_are_unique_and_polls_not_too_often() -> None:
+    case = VALID[VALID.index("  - id: smith-v-doe") : VALID.index("watchers:")]
+    text = VALID.replace("watchers:", case + "watchers:").replace("every: 90s", "every: 5s")
+    assert problems(text) == [
+        "config.yaml:13: cases[1].id: case id 'smith-v-doe' is used twice",
+        "config.yaml:24: watchers[0].every: must be at least 10s",
+    ]

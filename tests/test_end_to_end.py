@@ -161,8 +161,10 @@ def test_feed_to_phone_end_to_end(
         {"phone": {"urls": [smtp_server.mailto_url(), webhook_receiver.json_url()]}},
     )
 
-    first = nocontact("run", "-c", str(config), "--once")
+    first = nocontact("run", "-c", str(config), "--once", expect=1)
     assert "forum: 5 item(s) read" in first.stdout
+    assert "3 new violation(s) (and 1 outside the order period, kept)" in first.stdout
+    assert first.stderr.endswith("run --once: not all is well: watcher(s) failed: broken\n")
     assert "broken: failed: " in first.stderr
     assert "HTTP 500" in first.stderr
 
@@ -212,7 +214,7 @@ def test_feed_to_phone_end_to_end(
 
     # A second round: nothing new to store, nothing new to say.
     before = len(feed_server.requests_for("/forum.xml"))
-    second = nocontact("run", "-c", str(config), "--once")
+    second = nocontact("run", "-c", str(config), "--once", expect=1)
     assert "forum: 0 item(s) read, 0 new evidence" in second.stdout
     forum_requests = feed_server.requests_for("/forum.xml")
     assert len(forum_requests) == before + 1
@@ -244,9 +246,9 @@ def test_failing_watcher_alerts_operator_once_and_recovery_once(
         return [r.json["message"] for r in webhook_receiver.accepted if r.path == "/ops"]
 
     for _ in range(2):
-        nocontact("run", "-c", str(config), "--once")
+        nocontact("run", "-c", str(config), "--once", expect=1)
     assert not any("failing" in m for m in ops_messages())
-    nocontact("run", "-c", str(config), "--once")
+    nocontact("run", "-c", str(config), "--once", expect=1)
     failing = [m for m in ops_messages() if "flaky is failing" in m]
     assert len(failing) == 1
     # The good watcher kept working all along, and the phone route got no health alert.
@@ -254,7 +256,7 @@ def test_failing_watcher_alerts_operator_once_and_recovery_once(
     assert not any(
         "failing" in r.json["message"] for r in webhook_receiver.accepted if r.path == "/phone"
     )
-    nocontact("run", "-c", str(config), "--once")
+    nocontact("run", "-c", str(config), "--once", expect=1)
     assert len([m for m in ops_messages() if "flaky is failing" in m]) == 1
 
     feed_server.set("/flaky.xml", body=rss())
@@ -280,8 +282,9 @@ def test_alert_target_down_is_delivered_once_when_back(
         {"phone": {"urls": [smtp_server.mailto_url()]}},
     )
     smtp_server.stop()
-    first = nocontact("run", "-c", str(config), "--once")
+    first = nocontact("run", "-c", str(config), "--once", expect=1)
     assert "0 sent" in first.stdout
+    assert first.stderr.endswith("run --once: not all is well: 3 alert(s) could not be delivered\n")
     assert "3 still queued" in first.stdout
     assert all(row["alerted"] is False for row in timeline(nocontact, config))
     status = nocontact("status", "-c", str(config)).stdout
@@ -307,7 +310,7 @@ def test_example_config_runs_once_without_network_and_exits_zero(
         encoding="utf-8",
     )
     assert nocontact("check", "-c", str(config)).stdout.startswith(f"{config}: ok")
-    result = nocontact("run", "-c", str(config), "--once")
+    result = nocontact("run", "-c", str(config), "--once", expect=1)
     assert "jdoe-blog: failed: " in result.stderr
     assert (tmp_path / "nocontact.db").exists()
     assert oct((tmp_path / "nocontact.db").stat().st_mode & 0o777) == "0o600"
@@ -326,10 +329,10 @@ def test_an_edited_entry_is_kept_as_a_second_version(
         {"forum": feed_server.url("/forum.xml")},
         {"phone": {"urls": ["json://127.0.0.1:9/unused"]}},
     )
-    nocontact("run", "-c", str(config), "--once")
+    nocontact("run", "-c", str(config), "--once", expect=1)  # the alert target is down
     edited = original.replace("answer me", "answer me or else")
     feed_server.set("/forum.xml", body=rss(edited), headers={"ETag": '"v2"'})
-    second = nocontact("run", "-c", str(config), "--once")
+    second = nocontact("run", "-c", str(config), "--once", expect=None)
     assert "1 new evidence" in second.stdout
 
     (row,) = timeline(nocontact, config)

@@ -151,16 +151,6 @@ def test_an_empty_existing_directory_is_used(
     assert (out / "MANIFEST.sha256").is_file()
 
 
-def test_unknown_time_zone_is_a_one_line_error(
-    store: tuple[sessionmaker[Session], Populated], tmp_path: Path
-) -> None:
-    sessions, _ = store
-    with pytest.raises(ExportError, match="unknown time zone 'Mars/Olympus'"):
-        export_case(
-            sessions, case_settings(timezone="Mars/Olympus"), tmp_path / "p", now=EXPORT_TIME
-        )
-
-
 def test_raw_payloads_are_byte_exact(
     exported: tuple[Path, ExportResult, Populated],
     store: tuple[sessionmaker[Session], Populated],

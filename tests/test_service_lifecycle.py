@@ -79,7 +79,8 @@ def test_every_broken_source_is_one_line_and_the_good_one_still_stores(
         encoding="utf-8",
     )
 
-    first = nocontact("run", "-c", str(config), "--once")
+    first = nocontact("run", "-c", str(config), "--once", expect=1)
+    assert first.stderr.rstrip().endswith(f"watcher(s) failed: {', '.join(broken)}")
     failures = [line for line in first.stderr.splitlines() if ": failed: " in line]
     assert sorted(line.split(":")[0] for line in failures) == sorted(broken)
     assert "Traceback" not in first.stderr
@@ -90,8 +91,8 @@ def test_every_broken_source_is_one_line_and_the_good_one_still_stores(
         assert name in status
     assert status.count("FAILING (1 in a row)") == len(broken)
 
-    nocontact("run", "-c", str(config), "--once")
-    nocontact("run", "-c", str(config), "--once")
+    nocontact("run", "-c", str(config), "--once", expect=1)
+    nocontact("run", "-c", str(config), "--once", expect=1)
     health = [
         r.json["message"] for r in webhook_receiver.accepted if "is failing" in r.json["message"]
     ]
@@ -153,7 +154,7 @@ def test_rejected_credentials_disable_the_watcher_with_one_alert(
         encoding="utf-8",
     )
     for _ in range(3):
-        result = nocontact("run", "-c", str(config), "--once")
+        result = nocontact("run", "-c", str(config), "--once", expect=1)
         assert "private: failed: " in result.stderr
     status = nocontact("status", "-c", str(config)).stdout
     assert "DISABLED: " in status

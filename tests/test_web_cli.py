@@ -54,7 +54,8 @@ def test_a_user_listing_an_unknown_case_is_a_config_error(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["web", "-c", str(config)])
     assert result.exit_code == 2
     assert result.output.strip() == (
-        "config.yaml:1: web.users.alex.cases: no case 'smith-v-do' (cases: smith-v-doe)"
+        f"{config}:9: web.users.alex.cases[0]: "
+        "no case named 'smith-v-do'; did you mean 'smith-v-doe'?"
     )
 
 

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
@@ -74,8 +74,8 @@ class WebContext:
 
     def zone(self, case_id: str) -> ZoneInfo:
         try:
-            return ZoneInfo(self.settings.case(case_id).timezone)
-        except (KeyError, ZoneInfoNotFoundError):
+            return self.settings.case(case_id).timezone
+        except KeyError:
             return ZoneInfo("UTC")
 
 

@@ -5,7 +5,7 @@ It speaks Reddit's wire format to the real praw/prawcore: the OAuth token POST
 ``client_credentials``), bearer-authorised GETs of listings with ``limit``/``after``
 paging, ``/api/info``, ``/user/NAME/about``, and Reddit's rate-limit headers.
 
-Its data comes from praw's own recorded cassettes (``shared/fixtures/reddit``, with the
+Its data comes from praw's own recorded cassettes (``tests/fixtures/reddit/recorded``, with the
 placeholders ``<USERNAME>``/``<ACCESS_TOKEN>`` filled in) and from handcrafted things in
 ``tests/fixtures/reddit`` for what the recordings lack. A listing is served the way
 Reddit pages it (newest first, ``limit`` items, ``after`` = last item's fullname) rather
@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RECORDED = REPO_ROOT.parent / "shared" / "fixtures" / "reddit"
+RECORDED = REPO_ROOT / "tests" / "fixtures" / "reddit" / "recorded"
 HANDCRAFTED = REPO_ROOT / "tests" / "fixtures" / "reddit"
 
 # Test secrets carry the s3cr3t marker, so a suite-wide scan can find any leak.

@@ -1,7 +1,7 @@
 """A local fake of X API v2 on 127.0.0.1, for driving the real tweepy in tests.
 
 It speaks the wire format of the X API v2 reference and of tweepy's recorded cassettes
-(``../shared/fixtures/x``): ``GET /2/users/by/username/:u``, ``/2/users/by``,
+(``tests/fixtures/x/recorded``): ``GET /2/users/by/username/:u``, ``/2/users/by``,
 ``/2/users/:id/mentions`` and ``/2/tweets/search/recent`` with ``since_id``,
 ``until_id``, ``start_time``, ``max_results``, field selection and the ``author_id`` /
 ``in_reply_to_user_id`` expansions. It checks the bearer token, counts the posts it
@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CASSETTES = REPO_ROOT.parent / "shared" / "fixtures" / "x"
+CASSETTES = REPO_ROOT / "tests" / "fixtures" / "x" / "recorded"
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "x"
 
 FAKE_TOKEN = "AAAAs3cr3tBearerTokenForTests"
