@@ -8,6 +8,7 @@ import io
 import zipfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -378,3 +379,77 @@ def test_timeline_pages_follow_one_another_without_gaps(
         path = f"/c/{CASE_ID}?{html.unescape(more.group(1))}" if more else None
     assert seen == store.populated.violation_ids
     assert client.get(f"/c/{CASE_ID}?after=garbage").status_code == 200
+
+
+# -- dismiss
+
+
+def _dismiss(client: TestClient, violation: str, reason: str, action: str = "dismiss") -> Any:
+    page = client.get(f"/v/{violation}")
+    return client.post(
+        f"/v/{violation}/{action}", data={"csrf": csrf_of(page.text), "reason": reason}
+    )
+
+
+def test_dismiss_round_trip_is_chained_and_verify_passes(
+    client: TestClient, store: WebStore
+) -> None:
+    from service.marks import dismissals
+    from service.models import OutboxAlert
+    from service.verify import verify_store
+
+    violation = store.populated.violation_ids[1]
+    with store.sessions.begin() as session:
+        session.add(
+            OutboxAlert(dedup_key=f"violation:{violation}:lawyer", route="lawyer",
+                        category="violation", violation_id=violation, severity="medium",
+                        created_at=Clock().now, due_at=Clock().now, next_attempt_at=Clock().now,
+                        attempts=0, state="pending")
+        )  # fmt: skip
+    _logged_in(client)
+    reason = "namesake <b>not him</b> \u202e"
+    answer = _dismiss(client, violation, reason)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/v/{violation}"
+    page = client.get(f"/v/{violation}").text
+    assert "Dismissed</strong> by alex" in page
+    assert "namesake &lt;b&gt;not him&lt;/b&gt;" in page
+    assert "Undismiss" in page
+    assert violation[:8] not in client.get(f"/c/{CASE_ID}").text
+    assert "dismissed</span>" in client.get(f"/c/{CASE_ID}?all=1").text
+    assert "1 dismissed" in client.get("/").text
+    with store.sessions() as session:
+        mark = dismissals(session)[violation]
+        assert (mark.by, mark.reason) == ("alex", "namesake <b>not him</b> \u202e")
+        cancelled = session.scalars(
+            select(OutboxAlert.state).where(OutboxAlert.route == "lawyer")
+        ).one()
+    assert cancelled == "cancelled"
+    assert verify_store(store.sessions).ok
+
+    assert _dismiss(client, violation, "again").status_code == 409
+    assert _dismiss(client, violation, "it was him", "undismiss").status_code == 303
+    assert violation[:8] in client.get(f"/c/{CASE_ID}").text
+    with store.sessions() as session:
+        assert violation not in dismissals(session)
+    report = verify_store(store.sessions)
+    assert report.ok, report.problem_lines()
+    assert _dismiss(client, violation, "it was him", "undismiss").status_code == 409
+
+
+def test_dismiss_needs_a_reason_a_token_and_the_right(store: WebStore, clock: Clock) -> None:
+    owner = _logged_in(client_for(store, clock))
+    violation = store.populated.violation_ids[2]
+    assert _dismiss(owner, violation, "   ").status_code == 400
+    assert _dismiss(owner, violation, "x" * 501).status_code == 400
+    forged = owner.post(f"/v/{violation}/dismiss", data={"csrf": "nope", "reason": "r"})
+    assert forged.status_code == 403
+    viewer = _logged_in(client_for(store, clock), "vic")
+    assert "Dismiss</button>" not in viewer.get(f"/v/{violation}").text
+    assert _dismiss(viewer, violation, "not him").status_code == 403
+    other = store.populated.other_case_violation_ids[0]
+    assert owner.post(f"/v/{other}/dismiss", data={"csrf": "x", "reason": "r"}).status_code == 404
+    with store.sessions() as session:
+        from service.marks import dismissals
+
+        assert dismissals(session) == {}

@@ -1,5 +1,6 @@
 """The web view in a real Chromium (Debian's ``chromium``, driven by Playwright): the
-alert's link, login, revealing content, downloading the packet, phone width (#17).
+alert's link, login, revealing content, dismissing, downloading the packet, phone width
+(#17).
 
 ``nocontact web`` runs as its own process on 127.0.0.1, as it would in production.
 Playwright never downloads a browser here: ``.ci/install-web.sh`` installs chromium.
@@ -125,7 +126,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_alert_link_login_reveal_and_packet_at_phone_width(
+def test_alert_link_login_reveal_dismiss_and_packet_at_phone_width(
     server: tuple[str, list[str]], browser: Browser, tmp_path: Path
 ) -> None:
     base, violation_ids = server
@@ -163,6 +164,15 @@ def test_alert_link_login_reveal_and_packet_at_phone_width(
     assert content.inner_text() == HOSTILE_SCRIPT  # shown as text, never run
     assert page.evaluate("document.querySelectorAll('script').length") == 0
     assert page.locator("text=alex · text").count() == 1  # the view is in the access log
+
+    # Dismiss it as a false positive: a chain record, and gone from the timeline.
+    page.fill("form[action$='/dismiss'] input[name=reason]", "a namesake, not him")
+    page.click("button:has-text('Dismiss')")
+    page.wait_for_url(f"{base}/v/{hostile}")
+    assert "Dismissed by alex" in page.locator(".dismissed").inner_text()
+    assert "a namesake, not him" in page.locator(".dismissed").inner_text()
+    page.goto(f"{base}/c/{CASE_ID}")
+    assert page.locator(f"a[href='/v/{hostile}']").count() == 0
 
     # The 100 kB post at phone width: wrapped, no sideways scroll.
     page.goto(f"{base}/v/{violation_ids[4]}?show=all")

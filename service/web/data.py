@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.marks import Dismissal, dismissals
 from service.models import (
     ContentAccess,
     DeliveryAttempt,
@@ -33,6 +34,7 @@ class Filters:
     kind: str | None = None
     platform: str | None = None
     include_outside: bool = False
+    include_dismissed: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class TimelineRow:
     items: int
     alerted: bool
     in_order_period: bool
+    dismissed: bool
 
     @property
     def key(self) -> str:
@@ -65,7 +68,7 @@ def _parse_key(key: str) -> tuple[datetime, str] | None:
     return (parsed, violation_id) if parsed.tzinfo is not None else None
 
 
-def _row(entry: ViolationEntry) -> TimelineRow:
+def _row(entry: ViolationEntry, dismissed: bool) -> TimelineRow:
     return TimelineRow(
         id=entry.id,
         case_id=entry.case_id,
@@ -79,29 +82,39 @@ def _row(entry: ViolationEntry) -> TimelineRow:
         items=len(entry.evidence),
         alerted=entry.alerted,
         in_order_period=entry.in_order_period,
+        dismissed=dismissed,
     )
 
 
 def _matches(row: TimelineRow, filters: Filters) -> bool:
     return (
-        (filters.since is None or row.first_seen >= filters.since)
+        (filters.include_dismissed or not row.dismissed)
+        and (filters.since is None or row.first_seen >= filters.since)
         and (filters.kind is None or row.kind == filters.kind)
         and (filters.platform is None or filters.platform in row.platforms)
     )
 
 
 def timeline_page(
-    store: Store, case_id: str, filters: Filters, after: str | None, limit: int
+    store: Store,
+    sessions: sessionmaker[Session],
+    case_id: str,
+    filters: Filters,
+    after: str | None,
+    limit: int,
 ) -> tuple[list[TimelineRow], str | None]:
     """Up to ``limit`` violations after the key ``after``, oldest first, and the key
-    of the next page (None on the last page)."""
+    of the next page (None on the last page). Dismissed ones only when asked, as in
+    ``nocontact timeline``."""
+    with sessions() as session:
+        dismissed = set(dismissals(session))
     rows: list[TimelineRow] = []
     start = _parse_key(after) if after else None
     entries = store.entries(case_id, filters.include_outside)
     # closing(): leaving after one page must end the pager's read transaction now.
     with contextlib.closing(entries):  # type: ignore[type-var]
         for entry in entries:
-            row = _row(entry)
+            row = _row(entry, entry.id in dismissed)
             if (start and (row.first_seen, row.id) <= start) or not _matches(row, filters):
                 continue
             if len(rows) == limit:
@@ -115,6 +128,7 @@ class CaseSummary:
     case_id: str
     total: int
     last_7_days: int
+    dismissed: int
     last_violation: datetime | None
     last_violation_id: str | None
 
@@ -122,25 +136,27 @@ class CaseSummary:
 def case_summaries(
     sessions: sessionmaker[Session], case_ids: Sequence[str], now: datetime
 ) -> list[CaseSummary]:
+    """Violations in the order period per case; dismissed ones are counted apart."""
     week_ago = now - timedelta(days=7)
     found: list[CaseSummary] = []
     with sessions() as session:
+        dismissed = set(dismissals(session))
         for case_id in case_ids:
-            in_case = (Violation.case_id == case_id) & Violation.in_order_period.is_(True)
-            total, recent = session.execute(
-                select(func.count(), func.count().filter(Violation.first_seen >= week_ago)).where(
-                    in_case
+            rows = session.execute(
+                select(Violation.id, Violation.first_seen, Violation.last_seen).where(
+                    Violation.case_id == case_id, Violation.in_order_period.is_(True)
                 )
-            ).one()
-            last = session.execute(
-                select(Violation.id, Violation.last_seen)
-                .where(in_case)
-                .order_by(Violation.last_seen.desc())
-                .limit(1)
-            ).first()
+            ).all()
+            kept = [row for row in rows if row.id not in dismissed]
+            last = max(kept, key=lambda row: row.last_seen, default=None)
             found.append(
                 CaseSummary(
-                    case_id, total, recent, last[1] if last else None, last[0] if last else None
+                    case_id,
+                    total=len(kept),
+                    last_7_days=sum(1 for row in kept if row.first_seen >= week_ago),
+                    dismissed=len(rows) - len(kept),
+                    last_violation=last.last_seen if last else None,
+                    last_violation_id=last.id if last else None,
                 )
             )
     return found
@@ -162,6 +178,7 @@ class ViolationDetail:
     items: list[tuple[Evidence, list[Evidence]]]
     deliveries: list[Delivery]
     accesses: list[ContentAccess]
+    dismissal: Dismissal | None
 
 
 def violation_case(sessions: sessionmaker[Session], violation_id: str) -> str | None:
@@ -189,6 +206,7 @@ def violation_detail(sessions: sessionmaker[Session], violation_id: str) -> Viol
             violation=violation,
             items=_with_versions(session, linked),
             deliveries=_deliveries(session, violation_id),
+            dismissal=dismissals(session, [violation_id]).get(violation_id),
             accesses=list(
                 session.scalars(
                     select(ContentAccess)

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from service.access_log import log_access
 from service.health import check_health
+from service.marks import MarkKind
 from service.settings import WebUser
 from service.web import data, packet
 from service.web.access import (
@@ -33,6 +34,7 @@ from service.web.access import (
 from service.web.auth import password_ok, totp_ok
 
 PAGE_SIZE = 50
+MAX_REASON = 500
 _DURATION = re.compile(r"^(\d{1,4})([hdw])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 BAD_SINCE = "Since: write a date as YYYY-MM-DD (e.g. 2026-03-01) or a duration such as 7d."
@@ -132,10 +134,12 @@ def timeline_page(request: Request) -> Response:
         since=_since(query.get("since", "").strip(), ctx.clock()),
         kind=query.get("kind") or None,
         platform=query.get("platform") or None,
+        # As `timeline --all`: dismissed violations and hits outside the order period.
         include_outside=query.get("all") == "1",
+        include_dismissed=query.get("all") == "1",
     )
     rows, next_key = data.timeline_page(
-        ctx.store, case_id, filters, query.get("after") or None, PAGE_SIZE
+        ctx.store, ctx.reads, case_id, filters, query.get("after") or None, PAGE_SIZE
     )
     next_query = {**dict(query), "after": next_key} if next_key else None
     return render(
@@ -219,6 +223,29 @@ def raw_download(request: Request) -> Response:
     return packet.raw_response(item)
 
 
+async def mark(request: Request) -> Response:
+    """Dismiss or undismiss: the same chain record as ``nocontact dismiss``."""
+    violation_id = request.path_params["violation_id"]
+    kind: MarkKind = "dismissal" if request.url.path.endswith("/dismiss") else "undismissal"
+    name, user, _ = await run_in_threadpool(_allowed_violation, request, violation_id)
+    require_right(user, "dismiss")
+    form = await checked_form(request)
+    reason = " ".join(str(form.get("reason", "")).split())
+    if not reason or len(reason) > MAX_REASON:
+        raise HTTPException(400, f"Say why in a few words (at most {MAX_REASON} characters).")
+    ctx = context(request)
+    detail = await run_in_threadpool(data.violation_detail, ctx.reads, violation_id)
+    if detail is None:
+        raise HTTPException(404)
+    if (detail.dismissal is not None) == (kind == "dismissal"):
+        state = "already" if detail.dismissal else "not"
+        raise HTTPException(409, f"This violation is {state} dismissed.")
+    await run_in_threadpool(
+        ctx.store.record_mark, violation_id, kind, reason=reason, by=name, now=ctx.clock()
+    )
+    return RedirectResponse(f"/v/{violation_id}", status_code=303)
+
+
 # -- status and export
 
 
@@ -293,5 +320,7 @@ def routes() -> list[BaseRoute]:
         Route("/c/{case_id}/export", export_download, methods=["POST"]),
         Route("/v/{violation_id}", violation_page, methods=["GET"]),
         Route("/v/{violation_id}/raw/{seq:int}", raw_download, methods=["GET"]),
+        Route("/v/{violation_id}/dismiss", mark, methods=["POST"]),
+        Route("/v/{violation_id}/undismiss", mark, methods=["POST"]),
         Route("/status", status_page, methods=["GET"]),
     ]
