@@ -5,10 +5,11 @@ evidence packet list them, so that the person protected can tell who has read wh
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +45,28 @@ def log_access(
                     action=action,
                 )
             )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContentView:
+    at: datetime
+    username: str
+    action: str
+    evidence_seq: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": format_time(self.at), "user": self.username, "action": self.action,
+                "seq": self.evidence_seq}  # fmt: skip
+
+
+def content_views(session: Session, violation_id: str) -> list[ContentView]:
+    """Who saw this violation's content, oldest first (for ``show``)."""
+    rows = session.scalars(
+        select(ContentAccess)
+        .where(ContentAccess.violation_id == violation_id)
+        .order_by(ContentAccess.at, ContentAccess.id)
+    )
+    return [ContentView(row.at, row.username, row.action, row.evidence_seq) for row in rows]
 
 
 def access_entries(session: Session, case_id: str) -> list[ContentAccess]:

@@ -81,3 +81,39 @@ def test_a_bad_bind_override_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["web", "-c", str(config), "--bind", "8080"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: --bind: write HOST:PORT, e.g. 0.0.0.0:8080"
+
+
+def test_show_lists_who_saw_the_content_through_the_web_view(tmp_path: Path) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from service.access_log import log_access
+    from tests.fakes.evidence_data import CASE_ID, populate
+
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade", "-c", str(config)]).exit_code == 0
+    engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    data = populate(sessions)
+    violation = data.violation_ids[1]
+    seen_at = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    log_access(sessions, at=seen_at, username="ada", case_id=CASE_ID, action="text",
+               violation_id=violation, seqs=[data.evidence_seqs[1]])  # fmt: skip
+    engine.dispose()
+    text = runner.invoke(cli, ["show", "-c", str(config), violation])
+    assert text.exit_code == 0, text.output
+    assert "Content viewed through the web view:" in text.stdout
+    assert f"ada: text (chain record {data.evidence_seqs[1]})" in text.stdout
+    as_json = runner.invoke(cli, ["show", "-c", str(config), violation, "--format", "json"])
+    views = json.loads(as_json.stdout)["content_views"]
+    assert views == [
+        {"at": "2026-06-01T12:00:00Z", "user": "ada", "action": "text",
+         "seq": data.evidence_seqs[1]}
+    ]  # fmt: skip
+    untouched = runner.invoke(cli, ["show", "-c", str(config), data.violation_ids[2]])
+    assert "web view" not in untouched.stdout
