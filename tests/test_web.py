@@ -453,3 +453,16 @@ def test_dismiss_needs_a_reason_a_token_and_the_right(store: WebStore, clock: Cl
         from service.marks import dismissals
 
         assert dismissals(session) == {}
+
+
+def test_a_short_id_leads_to_the_violation_only_in_ones_own_case(
+    client: TestClient, store: WebStore
+) -> None:
+    _logged_in(client)
+    violation = store.populated.violation_ids[3]
+    answer = client.get(f"/v/{violation[:8]}")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/v/{violation}"
+    other = store.populated.other_case_violation_ids[0]
+    assert client.get(f"/v/{other[:8]}").status_code == 404
+    assert client.get("/v/ab").status_code == 404

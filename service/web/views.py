@@ -17,6 +17,7 @@ from service.access_log import log_access
 from service.health import check_health
 from service.marks import MarkKind
 from service.settings import WebUser
+from service.show import ViolationNotFound, resolve_id
 from service.web import data, packet
 from service.web.access import (
     LoginRequired,
@@ -166,6 +167,16 @@ def _allowed_violation(request: Request, violation_id: str) -> tuple[str, WebUse
     return name, user, case_id
 
 
+def _resolve(request: Request, given: str) -> str:
+    """The full id: a unique start of one, as the CLI's tables print it, also leads there."""
+    require_user(request)
+    with context(request).reads() as session:
+        try:
+            return resolve_id(session, given)
+        except ViolationNotFound:
+            raise HTTPException(404) from None
+
+
 def _revealed(request: Request, user: WebUser, detail: data.ViolationDetail) -> set[int]:
     seqs = {version.seq for _, versions in detail.items for version in versions}
     asked = request.query_params.getlist("show")
@@ -175,8 +186,11 @@ def _revealed(request: Request, user: WebUser, detail: data.ViolationDetail) -> 
 
 
 def violation_page(request: Request) -> Response:
-    violation_id = request.path_params["violation_id"]
+    given = request.path_params["violation_id"]
+    violation_id = _resolve(request, given)
     name, user, case_id = _allowed_violation(request, violation_id)
+    if violation_id != given:
+        return RedirectResponse(f"/v/{violation_id}", status_code=303)
     ctx = context(request)
     detail = data.violation_detail(ctx.reads, violation_id)
     if detail is None:
