@@ -12,20 +12,18 @@ the evidence it is about; this module only delivers it. Guarantees (DESIGN princ
   lease on ``next_attempt_at`` before it is sent.
 
 Target URLs carry secrets (tokens, passwords, private topics): only ``mask_url`` output
-is ever logged, stored or put in an error message.
+(``watchers.toolkit.redact.mask_apprise_url``) is ever logged, stored or put in an error
+message, and what Apprise or a server says is redacted with the URL's secrets.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import ipaddress
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from apprise import Apprise, AppriseAsset, NotifyFormat, NotifyType
@@ -37,6 +35,9 @@ from service import models
 from service.evidence import format_time
 from service.settings import SEVERITY_RANK, CaseSettings, Route, Settings
 from service.store import enqueue_alert
+from watchers.toolkit.redact import Redactor, apprise_url_secrets
+from watchers.toolkit.redact import mask_apprise_url as mask_url
+from watchers.toolkit.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,6 @@ _HEALTH_PHRASES: dict[str, str] = {
     "recovered": "has recovered",
     "disabled": "is disabled",
 }
-_SECRET_KEY = re.compile(
-    r"pass|pwd|secret|token|key|auth|sig|cred|bearer|session|cookie|otp|pin", re.IGNORECASE
-)
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
-_MASK = "****"
 
 
 class AlertError(Exception):
@@ -107,119 +103,10 @@ def target_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
-def _abbrev(value: str) -> str:
-    # Apprise's own privacy style: first and last character only.
-    return f"{value[0]}...{value[-1]}" if len(value) >= 6 else _MASK
-
-
-def _looks_like_host(host: str) -> bool:
-    if host == "localhost" or _HOSTNAME.match(host):
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _query_pairs(query: str) -> list[tuple[str, str]]:
-    # Not parse_qsl: it turns Apprise's "+Header" keys into " Header".
-    pairs = []
-    for item in query.split("&"):
-        if item:
-            key, _, value = item.partition("=")
-            pairs.append((unquote(key), unquote(value)))
-    return pairs
-
-
-def _secret_query_key(key: str) -> bool:
-    # "+Name" keys are HTTP headers (json://, form://...): often Authorization.
-    return key.startswith("+") or bool(_SECRET_KEY.search(key))
-
-
-def _secret_fragments(url: str) -> list[str]:
-    """Parts of a URL that may be secret, to scrub from any text derived from it."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname or ""
-        candidates = [parts.password or ""]
-    except ValueError:
-        return []
-    candidates += [v for k, v in _query_pairs(parts.query) if _secret_query_key(k)]
-    # Long opaque user names and path segments are tokens (user keys, webhook and bot
-    # tokens); a "host" that is no host name is one too (a Pushover token, a topic).
-    candidates += [seg for seg in [parts.username or "", *parts.path.split("/")] if len(seg) >= 16]
-    if not _looks_like_host(hostname):
-        candidates.append(hostname)
-    found = {unquote(c) for c in candidates if len(c) >= 4} | {c for c in candidates if len(c) >= 4}
-    return sorted(found, key=len, reverse=True)
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` with anything secret-looking from ``url`` replaced by ``****``."""
-    for fragment in _secret_fragments(url):
-        text = text.replace(fragment, _MASK)
-        text = text.replace(quote(fragment, safe=""), _MASK)
-    return text
-
-
-def _mask_unparsed(url: str) -> str:
-    """Conservative masking for URLs Apprise does not understand: keep the scheme and
-    a recognisable host, abbreviate everything else."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<unparseable URL>"
-    host = parts.hostname or ""
-    netloc = host if _looks_like_host(host) else (_abbrev(host) if host else "")
-    if port is not None:
-        netloc = f"{netloc}:{port}"
-    if parts.username:
-        user = _abbrev(parts.username) + (f":{_MASK}" if parts.password is not None else "")
-        netloc = f"{user}@{netloc}"
-    path = "/".join(_abbrev(seg) if seg else "" for seg in parts.path.split("/"))
-    query = "&".join(f"{quote(k, safe='+')}={_MASK}" for k, _ in _query_pairs(parts.query))
-    return f"{parts.scheme or '?'}://{netloc}{path}" + (f"?{query}" if query else "")
-
-
-def _plugin_privacy_url(plugin: Any, original: str) -> str:
-    parts = urlsplit(str(plugin.url(privacy=True)))
-    path = parts.path
-    # A topic on the public ntfy.sh is a shared secret: whoever knows it reads the
-    # protected person's alerts.
-    if parts.scheme in {"ntfy", "ntfys"} and getattr(plugin, "mode", None) == "cloud":
-        netloc = _abbrev(parts.netloc) if parts.netloc else ""
-        path = "/".join(_abbrev(seg) if seg else "" for seg in path.split("/"))
-    else:
-        netloc = parts.netloc
-    # Apprise lists every default option; keep only what the user wrote, with
-    # Apprise's (privacy) value, and mask secret-looking ones on top.
-    shown = dict(_query_pairs(parts.query))
-    query = []
-    seen: set[str] = set()
-    for key, _ in _query_pairs(urlsplit(original).query):
-        if key in seen or key not in shown:
-            continue
-        seen.add(key)
-        value = _MASK if _secret_query_key(key) else shown[key]
-        query.append(f"{quote(key, safe='+')}={quote(value, safe='@:/.*')}")
-    return urlunsplit((parts.scheme, netloc, path, "&".join(query), ""))
-
-
 def _instantiate(url: str, asset: AppriseAsset | None = None) -> Any:
-    # Apprise debug-logs every URL it loads, headers and ntfy topics unmasked.
-    quiet_apprise_logging()
     # suppress_exceptions: an unusable URL is None, never an exception whose
     # message might quote the URL.
     return Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
-
-
-def mask_url(url: str) -> str:
-    """A form of ``url`` that is safe to print, log and store."""
-    plugin = _instantiate(url)
-    masked = _mask_unparsed(url) if plugin is None else _plugin_privacy_url(plugin, url)
-    return scrub(masked, url)
 
 
 def validate_route_urls(settings: Settings) -> list[str]:
@@ -233,14 +120,6 @@ def validate_route_urls(settings: Settings) -> list[str]:
                     "not a valid or supported Apprise URL"
                 )
     return errors
-
-
-def quiet_apprise_logging() -> None:
-    """Apprise's debug output includes full request URLs (for Telegram, the bot
-    token), so it is kept at WARNING or above whatever the root level is."""
-    apprise_logger = logging.getLogger("apprise")
-    if apprise_logger.getEffectiveLevel() < logging.WARNING:
-        apprise_logger.setLevel(logging.WARNING)
 
 
 def default_asset() -> AppriseAsset:
@@ -433,11 +312,6 @@ def _backoff(row_id: int, attempts_before: int) -> timedelta:
     return base + base * (digest[0] / 255 / 10)
 
 
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 1] + "…"
-
-
 class AlertDispatcher:
     """Delivers due outbox rows. Safe to run in several replicas at once."""
 
@@ -452,7 +326,7 @@ class AlertDispatcher:
         self._sessions = sessions
         self._asset = asset if asset is not None else default_asset()
         self._masked: dict[str, str] = {}
-        quiet_apprise_logging()
+        self._scrubbers: dict[str, Redactor] = {}
 
     # -- public ---------------------------------------------------------------
     def deliver_due(self, now: datetime, *, ignore_group_wait: bool = False) -> DeliveryReport:
@@ -644,6 +518,13 @@ class AlertDispatcher:
             self._masked[url] = mask_url(url)
         return self._masked[url]
 
+    def _scrub(self, url: str) -> Redactor:
+        """Removes the target's secrets from what Apprise or the server said."""
+        if url not in self._scrubbers:
+            secrets = apprise_url_secrets(url)
+            self._scrubbers[url] = Redactor(secrets, mask_urls=False, apprise_urls=True)
+        return self._scrubbers[url]
+
     def _send(self, url: str, message: _Message) -> tuple[bool, str | None]:
         """One notification to one target; (ok, masked one-line error)."""
         plugin = _instantiate(url, self._asset)
@@ -660,13 +541,13 @@ class AlertDispatcher:
                 interpret_escapes=False,
             )
         except AppriseException as exc:
-            return False, scrub(_one_line(f"{type(exc).__name__}: {exc}"), url)
+            return False, self._scrub(url).one_line(f"{type(exc).__name__}: {exc}", ERROR_LIMIT)
         with result:
             if result:
                 return True, None
             problems = [e.message for e in result.logs() if e.level in {"WARNING", "ERROR"}]
             detail = problems[-1] if problems else f"delivery {result.status.name.lower()}"
-            return False, scrub(_one_line(detail), url)
+            return False, self._scrub(url).one_line(detail, ERROR_LIMIT)
 
     def _record_attempts(
         self,
@@ -705,7 +586,7 @@ class AlertDispatcher:
             else:
                 reason = "; ".join(item.errors) or "not every target accepted the alert"
                 values.update(
-                    last_error=_one_line(reason),
+                    last_error=one_line(reason, ERROR_LIMIT),
                     next_attempt_at=now + _backoff(item.id, item.attempts),
                 )
             with self._sessions.begin() as session:

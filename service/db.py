@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterator
 from importlib import resources
@@ -29,6 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from watchers.toolkit.redact import Redactor, hide_password
+from watchers.toolkit.text import first_line
+
 log = logging.getLogger(__name__)
 
 # Execution option read by the SQLite "begin" hook: "IMMEDIATE" takes the write lock
@@ -37,35 +39,33 @@ SQLITE_BEGIN_OPTION = "nocontact_sqlite_begin"
 # Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
 _MIGRATION_LOCK_KEY = 0x6E6F636F6E74  # "nocont"
 _BUSY_TIMEOUT_MS = 10_000
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 class StoreError(Exception):
     """The database cannot be used. The message is one line and never holds a password."""
 
 
-def mask_url(url: str | URL) -> str:
-    """The URL as it may be shown: the password replaced by ``***``."""
+def shown_url(url: str | URL) -> str:
+    """The database URL as it may be shown: the password replaced by ``***``."""
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         # Not parseable as a URL, but it may still carry ``user:password@``.
-        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+        return hide_password(url)
 
 
-def _one_line(exc: BaseException) -> str:
-    """The first line of an error, for messages that must stay one line."""
-    message = str(getattr(exc, "orig", None) or exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """What went wrong, on one line: the first line of the driver's message."""
+    return first_line(str(getattr(exc, "orig", None) or exc)) or type(exc).__name__
 
 
 def _cannot_open(url: str | URL, reason: str) -> StoreError:
-    shown = mask_url(url)
+    shown = shown_url(url)
     # A driver's message may echo the connection string; never let a password through.
     if isinstance(url, URL) and url.password:
-        reason = reason.replace(str(url.password), "***")
+        reason = Redactor([str(url.password)], mask_urls=False).redact(reason)
     return StoreError(f"cannot open database at {shown}: {reason}")
 
 
@@ -88,7 +88,7 @@ def make_engine(url: str, base_dir: Path) -> Engine:
             return _postgresql_engine(parsed)
         return create_engine(parsed)
     except (NoSuchModuleError, ArgumentError, OSError) as exc:
-        raise _cannot_open(parsed, _one_line(exc)) from None
+        raise _cannot_open(parsed, _reason(exc)) from None
 
 
 def _postgresql_engine(url: URL) -> Engine:
@@ -183,7 +183,7 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError) as exc:
-        raise _cannot_open(engine.url, _one_line(exc)) from None
+        raise _cannot_open(engine.url, _reason(exc)) from None
 
 
 @contextlib.contextmanager
@@ -196,7 +196,7 @@ def database_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except (SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"database error at {mask_url(engine.url)}: {_one_line(exc)}") from None
+        raise StoreError(f"database error at {shown_url(engine.url)}: {_reason(exc)}") from None
 
 
 @contextlib.contextmanager
@@ -234,11 +234,11 @@ def migrate(engine: Engine) -> None:
         # Typically a database written by a newer nocontact: never touch it.
         raise _cannot_open(
             engine.url,
-            f"its schema is unknown to this version of nocontact ({_one_line(exc)});"
+            f"its schema is unknown to this version of nocontact ({_reason(exc)});"
             " upgrade nocontact or point `database` elsewhere",
         ) from None
     except (SQLAlchemyError, OSError) as exc:
-        raise _cannot_open(engine.url, f"migration failed: {_one_line(exc)}") from None
+        raise _cannot_open(engine.url, f"migration failed: {_reason(exc)}") from None
 
 
 def _migrate_once(engine: Engine) -> None:

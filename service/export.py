@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.access_log import ACCESS_LOG_FILE, write_access_log
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
+from service.marks import Dismissal, dismissals
 from service.models import Evidence, Violation, ViolationEvidence
 from service.report import CoverInfo, HtmlReport, PdfReport, Summary
 from service.settings import CaseSettings
@@ -204,6 +205,18 @@ def _summary(session: Session, case_id: str, zone: ZoneInfo) -> Summary:
     return summary
 
 
+def _case_dismissals(session: Session, case_id: str) -> dict[str, Dismissal]:
+    marks = dismissals(session)
+    if not marks:
+        return {}
+    ours = set(
+        session.scalars(
+            select(Violation.id).where(Violation.case_id == case_id, Violation.id.in_(list(marks)))
+        )
+    )
+    return {vid: mark for vid, mark in marks.items() if vid in ours}
+
+
 def _last_case_seq(session: Session, case_id: str) -> int:
     query = (
         select(func.max(Evidence.seq))
@@ -284,8 +297,15 @@ def _dumps(value: Any) -> str:
 
 
 class _JsonWriter:
-    def __init__(self, out: IO[str], case: CaseSettings, exported_at: datetime) -> None:
+    def __init__(
+        self,
+        out: IO[str],
+        case: CaseSettings,
+        exported_at: datetime,
+        dismissed: Mapping[str, Dismissal],
+    ) -> None:
         self.out = out
+        self.dismissed = dismissed
         self.first = True
         header = {
             "format": PACKET_FORMAT,
@@ -304,7 +324,10 @@ class _JsonWriter:
         self.out.write(_dumps(header)[:-1] + ',\n"violations": [\n')
 
     def add(self, entry: ViolationEntry) -> None:
-        self.out.write(("" if self.first else ",\n") + _dumps(_json_violation(entry)))
+        row = _json_violation(entry)
+        mark = self.dismissed.get(entry.id)
+        row["dismissed"] = mark.to_json() if mark is not None else None
+        self.out.write(("" if self.first else ",\n") + _dumps(row))
         self.first = False
 
     def finish(self, links: Iterator[tuple[int, str, str]], last_seq: int) -> bool:
@@ -376,7 +399,10 @@ def _write_packet(
     cover = _cover(case, now)
     with sessions() as session:
         summary = _summary(session, case.id, zone)
-        last_seq = _last_case_seq(session, case.id)
+        summary.dismissed = _case_dismissals(session, case.id)
+        # The chain in the packet reaches the newest dismissal record too.
+        last_seq = max([_last_case_seq(session, case.id)] + [
+            d.seq for d in summary.dismissed.values()])  # fmt: skip
         with (
             _open_private_text(out_dir / "report.html") as html_out,
             _open_private_text(out_dir / "evidence.json") as json_out,
@@ -384,7 +410,7 @@ def _write_packet(
             _open_private(out_dir / "report.pdf") as pdf_out,
         ):
             html_report = HtmlReport(html_out, cover, summary)
-            json_writer = _JsonWriter(json_out, case, now)
+            json_writer = _JsonWriter(json_out, case, now, summary.dismissed)
             csv_writer = CsvTable(csv_out, PACKET_CSV)
             raw_writer = _RawWriter(out_dir)
             counts = {"violations": 0, "evidence": 0}

@@ -14,89 +14,48 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
 from service.settings import Settings
+from watchers.toolkit.redact import (
+    MIN_SECRET_LENGTH,
+    Redactor,
+    apprise_url_secrets,
+    url_secrets,
+)
+from watchers.toolkit.text import escape_line_breaks
 
 LogFormat = Literal["text", "json"]
-MASK = "***"
-# Exact secrets shorter than this are not redacted: masking "abc" everywhere would
-# shred ordinary words while protecting nothing an attacker could not guess.
-MIN_SECRET_LENGTH = 4
 NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "hpack")
 # Say nothing a user needs at INFO (every job run, every migration check); heard with --debug.
 CHATTY_LOGGERS = ("apscheduler", "alembic")
-
-# Apprise schemes whose host and path are themselves credentials (a Telegram bot token,
-# a Discord webhook token, a private ntfy topic): the whole rest of the URL is masked.
-_NOTIFY_SCHEMES = (
-    "apprise|apprises|bark|barks|discord|gchat|gotify|gotifys|ifttt|join|kodi|lametric|"
-    "line|mailgun|matrix|matrixs|mmost|mmosts|msteams|ntfy|ntfys|opsgenie|pbul|pover|"
-    "prowl|pushed|pushover|pushbullet|rocket|rockets|sendgrid|ses|signal|signals|slack|"
-    "sns|spush|tgram|twilio|twist|zulip|mailto|mailtos|json|jsons|xml|xmls|form|forms|"
-    "schan|wxteams|webex|whatsapp|threema|teams|workflow|workflows|pagerduty|pushsafer|"
-    "psafer|psafers|reddit|revolt|ryver|clicksend|d7sms|kavenegar|msg91|nexmo|vonage|"
-    "sinch|smseagle|smseagles|bulksms|bulkvs|burstsms|mqtt|mqtts|xmpp|xmpps|ses|sfr"
+# Libraries that log request URLs, headers or Apprise URLs: their records are redacted at
+# their own loggers (before any handler sees them), with the secrets watchers register.
+# Apprise's debug output includes full request URLs (for Telegram, the bot token): it
+# is kept at WARNING or above whatever the root level is.
+# (A logger's filters apply to records made at that logger only: the names are exact.)
+LIBRARY_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "apprise",
+    "urllib3.connectionpool",
 )
-# Every repetition before a fixed part is bounded: an unbounded one makes a long
-# run of word characters (a base64 blob in a debug line) cost quadratic time.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Notification URLs: everything after the scheme is a secret.
-    (re.compile(rf"(?i)\b((?:{_NOTIFY_SCHEMES})://)[^\s'\"<>]+"), rf"\g<1>{MASK}"),
-    # Userinfo password in any URL: scheme://user:PASSWORD@host.
-    (
-        re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://[^\s:/@'\"]{0,200}:)[^\s@/'\"]+@"),
-        rf"\g<1>{MASK}@",
-    ),
-    # Authorization headers and bare bearer/basic credentials.
-    (
-        re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?)[^\r\n'\",}]+"),
-        rf"\g<1>{MASK}",
-    ),
-    # RFC 6750 token characters; 16+ of them, so "bearer authentication" stays readable.
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{16,}"), rf"\g<1>\g<2>{MASK}"),
-    # key=value / "key": "value" where the key ends in a credential word
-    # (access_token=, client_secret=, password=, x_bearer_token:, api_key=, …); the
-    # match starts at that word, whatever precedes it.
-    (
-        re.compile(
-            r"(?i)((?:token|secret|passw(?:or)?d|passwd|api[_-]?key|apikey|"
-            r"private[_-]?key|session[_-]?id|cookie|credentials?))"
-            r"(['\"]?\s*[=:]\s*['\"]?)(?!\*\*\*)[^\s&'\",;)}\]]+"
-        ),
-        rf"\g<1>\g<2>{MASK}",
-    ),
-)
+QUIET_LOGGERS = (*NOISY_LOGGERS, "apprise")
 
 
-class SecretRedactor:
-    """Replaces known secret values and common credential patterns with ``***``."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        variants: set[str] = set()
-        for secret in secrets:
-            if len(secret) < MIN_SECRET_LENGTH:
-                continue
-            # A secret also leaks percent-encoded, e.g. as a URL's password.
-            variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
-        # Longest first so that a secret containing another is masked whole.
-        ordered = sorted(variants, key=len, reverse=True)
-        self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-    def redact(self, text: str) -> str:
-        if self._exact is not None:
-            text = self._exact.sub(MASK, text)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
+def SecretRedactor(secrets: Iterable[str] = ()) -> Redactor:
+    """The redactor of log lines: URLs keep their shape, only their credentials go."""
+    return Redactor(secrets, mask_urls=False, apprise_urls=True, registered=True)
 
 
 _STANDARD_ATTRS = frozenset(
@@ -108,7 +67,7 @@ class RedactingFilter(logging.Filter):
     """Redacts a record in place: message with its args, exception and stack text,
     and string ``extra`` fields. Never drops a record."""
 
-    def __init__(self, redactor: SecretRedactor) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
         self.redactor = redactor
 
@@ -138,10 +97,6 @@ def _message_of(record: logging.LogRecord) -> str:
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     """Fields given through ``extra=`` (everything not standard on a LogRecord)."""
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _iso_utc(created: float) -> str:
@@ -179,7 +134,7 @@ class TextFormatter(logging.Formatter):
             text += " | " + record.exc_text
         if record.stack_info:
             text += " | " + record.stack_info
-        line = _one_line(text)
+        line = escape_line_breaks(text)
         if self.journald:
             return f"<{_syslog_priority(record.levelno)}>{line}"
         return f"{_iso_utc(record.created)} {line}"
@@ -215,7 +170,7 @@ class _ServiceHandler(logging.StreamHandler[TextIO]):
     filter, it redacts the finished line: non-string ``extra`` values (dicts, lists)
     are only rendered by the formatter."""
 
-    def __init__(self, stream: TextIO, redactor: SecretRedactor) -> None:
+    def __init__(self, stream: TextIO, redactor: Redactor) -> None:
         super().__init__(stream)
         self.redactor = redactor
         self.addFilter(RedactingFilter(redactor))
@@ -251,6 +206,7 @@ def configure_logging(
     ``stream`` (default stderr). Safe to call again, e.g. once the config (and so
     the secrets to redact) is known."""
     target = stream if stream is not None else sys.stderr
+    secrets = list(secrets)
     handler = _ServiceHandler(target, SecretRedactor(secrets))
     journald = under_journald(target)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(journald=journald))
@@ -263,16 +219,29 @@ def configure_logging(
     # the root logger later (a library's, an error reporter's) receives it redacted.
     root.handlers.insert(0, handler)
     root.setLevel(level.upper())
-    for name in NOISY_LOGGERS:
+    guard_library_loggers(secrets)
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     debug = root.getEffectiveLevel() <= logging.DEBUG
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
+def guard_library_loggers(secrets: Iterable[str] = ()) -> None:
+    """Redact what third-party libraries log at their own loggers, before any handler
+    (ours or another's) sees it. Calling it again replaces the filter."""
+    guard = RedactingFilter(Redactor(secrets, apprise_urls=True, registered=True))
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RedactingFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(guard)
+
+
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value the config holds: watcher secret fields, alert URLs (whole,
-    and their credential parts), and the database password."""
+    """Every secret value the config holds: watcher secret fields and the credentials
+    in watcher URLs, alert URLs (whole, and their secret parts per Apprise), and the
+    database password."""
     found: list[str] = []
     for watcher in settings.watchers:
         for name in type(watcher).model_fields:
@@ -281,29 +250,14 @@ def settings_secrets(settings: Settings) -> list[str]:
                 found.append(value.get_secret_value())
             elif name in watcher.secret_fields() and isinstance(value, str):
                 found.append(value)
+            elif isinstance(value, str) and "://" in value:
+                found.extend(url_secrets(value))
     for route in settings.alerts.values():
         for url in route.urls:
-            found.extend(_url_secrets(url))
+            found.extend(apprise_url_secrets(url))
     web_secrets = [settings.web.secret_key, *(u.totp_secret for u in settings.web.users.values())]
     found.extend(secret.get_secret_value() for secret in web_secrets if secret is not None)
     db_password = urlsplit(settings.database).password
     if db_password:
         found.append(unquote(db_password))
     return [value for value in found if len(value) >= MIN_SECRET_LENGTH]
-
-
-def _url_secrets(url: str) -> list[str]:
-    """An Apprise URL is a credential whole; its password, host and path segments
-    (bot tokens, webhook ids, private topics) are too, except for plain web hosts."""
-    parts = urlsplit(url)
-    found = [url]
-    if parts.password:
-        found.append(unquote(parts.password))
-    if parts.scheme.lower() in ("http", "https", "mailto", "mailtos"):
-        return found
-    if parts.username:
-        found.append(unquote(parts.username))
-    if parts.hostname:
-        found.append(parts.hostname)
-    found.extend(unquote(seg) for seg in parts.path.split("/") if seg)
-    return found

@@ -24,10 +24,6 @@ from typing import IO, Any
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
-from reportlab.graphics import renderSVG
-from reportlab.graphics.charts.barcharts import VerticalBarChart
-from reportlab.graphics.charts.legends import Legend
-from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -36,11 +32,11 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
+from service.chart import CHART_TITLE as CHART_TITLE
+from service.chart import chart_caption, chart_drawing, chart_svg
 from service.evidence import format_time
+from service.marks import Dismissal
 from service.timeline import EvidenceItem, ViolationEntry
-
-CHART_TITLE = "Violations per day by platform"
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 
 # Characters that are invisible or change the direction of text around them. A post
 # could use U+202E (right-to-left override) to make "gpj.exe" read as "exe.jpg" or to
@@ -77,6 +73,8 @@ class Summary:
     by_severity: Counter[str] = dataclasses.field(default_factory=Counter)
     by_platform: Counter[str] = dataclasses.field(default_factory=Counter)
     per_day: dict[date, Counter[str]] = dataclasses.field(default_factory=dict)
+    # Violations marked as false positives (``nocontact dismiss``): listed apart.
+    dismissed: dict[str, Dismissal] = dataclasses.field(default_factory=dict)
 
     def add(
         self, kind: str, severity: str, platform: str, day: date, in_order_period: bool
@@ -149,16 +147,6 @@ def utc_time(value: datetime | None) -> str:
     return format_time(value) or "—"
 
 
-def chart_caption(summary: Summary, timezone: str) -> str:
-    days = summary.days()
-    span = f"from {days[0].isoformat()} to {days[-1].isoformat()}, " if days else ""
-    return f"Violations within the order period per day, {span}days in {timezone}."
-
-
-def _day_label(day: date) -> str:
-    return day.strftime("%m-%d")
-
-
 def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str | None]]:
     """(label, value) pairs shown for each evidence item; values are platform text."""
     return [
@@ -183,6 +171,16 @@ def _evidence_fields(item: EvidenceItem, zone: ZoneInfo) -> list[tuple[str, str 
         ("Raw payload", f"{item.raw_file} ({item.raw_content_type}, {len(item.raw or b'')} bytes)"),
         ("Raw SHA-256", item.raw_sha256),
     ]
+
+
+DISMISSED_TITLE = "Dismissed as not violations"
+
+
+def dismissed_line(dismissal: Dismissal) -> str:
+    return (
+        f"Dismissed by {dismissal.by} at {format_time(dismissal.at)}: {dismissal.reason} "
+        f"(chain record {dismissal.seq})"
+    )
 
 
 def _violation_title(number: int, entry: ViolationEntry) -> str:
@@ -231,20 +229,6 @@ def _html_rows(fields: Iterable[tuple[str, str | None]]) -> str:
         f"<tr><th>{html.escape(label)}</th><td><bdi>{html_text(value)}</bdi></td></tr>"
         for label, value in fields
     )
-
-
-def chart_svg(summary: Summary) -> str:
-    """The PDF's chart drawing, rendered as inline SVG: one drawing for both reports."""
-    fonts = pdf_fonts()
-    svg = renderSVG.drawToString(chart_drawing(summary, fonts, 640))
-    # Inline SVG in HTML takes no XML prolog or DOCTYPE; the PDF's embedded font names
-    # mean nothing to a browser, so name the same faces the way CSS does.
-    svg = svg[svg.index("<svg") :]
-    svg = svg.replace("<title>...</title>", f"<title>{CHART_TITLE}</title>", 1)
-    svg = svg.replace("<desc>...</desc>", "", 1)
-    family = "font-family: 'DejaVu Sans', Arial, sans-serif"
-    svg = svg.replace(f"font-family: {fonts.bold};", f"{family}; font-weight: bold;")
-    return svg.replace(f"font-family: {fonts.regular};", f"{family};")
 
 
 def _counter_table(title: str, counts: Counter[str]) -> str:
@@ -320,6 +304,11 @@ class HtmlReport:
                 '<p class="flag">Outside the order period: recorded, not a violation '
                 "of the order.</p>"
             )
+        if entry.id in self.summary.dismissed:
+            parts.append(
+                f'<p class="flag">{html.escape(dismissed_line(self.summary.dismissed[entry.id]))}'
+                "</p>"
+            )
         parts.append(f"<table>{_html_rows(_violation_fields(entry, self.zone))}</table>")
         for item in entry.evidence:
             parts.append(
@@ -332,6 +321,12 @@ class HtmlReport:
         self.out.write("".join(parts))
 
     def end(self) -> None:
+        if self.summary.dismissed:
+            rows = "".join(
+                f"<tr><th>{html.escape(vid)}</th><td>{html.escape(dismissed_line(d))}</td></tr>"
+                for vid, d in self.summary.dismissed.items()
+            )
+            self.out.write(f"<h2>{DISMISSED_TITLE}</h2><table>{rows}</table>\n")
         self.out.write(
             "<p>Hashes and the chain are explained in docs/evidence.md; evidence.json holds "
             "the exact texts and every chain link.</p></body></html>\n"
@@ -339,6 +334,7 @@ class HtmlReport:
 
 
 # --------------------------------------------------------------------------- PDF
+
 
 _FONT_DIRS = (
     Path("/usr/share/fonts/truetype/dejavu"),
@@ -431,51 +427,6 @@ def _text_chunks(text: str) -> Iterator[str]:
     yield text
 
 
-def chart_drawing(summary: Summary, fonts: Fonts, width: float) -> Drawing:
-    days = summary.days()
-    drawing = Drawing(width, 230)
-    drawing.add(String(0, 215, CHART_TITLE, fontName=fonts.bold, fontSize=11))
-    if not days:
-        drawing.add(String(0, 180, "No violations within the order period.",
-                           fontName=fonts.regular, fontSize=9))  # fmt: skip
-        return drawing
-    platforms = summary.platforms
-    chart = VerticalBarChart()
-    chart.x, chart.y, chart.height = 30, 50, 150
-    chart.width = int(width - 40)
-    chart.data = [
-        [summary.per_day.get(day, Counter()).get(p, 0) for day in days] for p in platforms
-    ]
-    chart.categoryAxis.style = "stacked"
-    every = max(1, len(days) // 15)
-    chart.categoryAxis.categoryNames = [
-        _day_label(day) if i % every == 0 else "" for i, day in enumerate(days)
-    ]
-    chart.categoryAxis.labels.fontName = fonts.regular
-    chart.categoryAxis.labels.fontSize = 7
-    chart.categoryAxis.labels.angle = 45
-    chart.categoryAxis.labels.boxAnchor = "ne"
-    chart.valueAxis.labels.fontName = fonts.regular
-    chart.valueAxis.labels.fontSize = 7
-    chart.valueAxis.valueMin = 0
-    chart.valueAxis.valueStep = max(1, max(sum(c.values()) for c in summary.per_day.values()) // 5)
-    for index in range(len(platforms)):
-        chart.bars[index].fillColor = colors.HexColor(PALETTE[index % len(PALETTE)])
-        chart.bars[index].strokeColor = None
-    drawing.add(chart)
-    legend = Legend()
-    legend.x, legend.y = 30, 12
-    legend.fontName = fonts.regular
-    legend.fontSize = 8
-    legend.alignment = "right"
-    legend.columnMaximum = 1
-    legend.colorNamePairs = [
-        (colors.HexColor(PALETTE[i % len(PALETTE)]), p) for i, p in enumerate(platforms)
-    ]
-    drawing.add(legend)
-    return drawing
-
-
 class _LazyDoc(SimpleDocTemplate):
     """A document whose story is topped up from an iterator as reportlab consumes it,
     so that only a few violations' flowables exist at any time."""
@@ -564,6 +515,8 @@ class PdfReport:
             yield Paragraph(
                 "Outside the order period: recorded, not a violation of the order.", st.flag
             )
+        if entry.id in self.summary.dismissed:
+            yield Paragraph(xml_escape(dismissed_line(self.summary.dismissed[entry.id])), st.flag)
         yield _fields(st.field, _violation_fields(entry, self.zone))
         for item in entry.evidence:
             yield Paragraph(
@@ -580,6 +533,10 @@ class PdfReport:
             yield from self._front(width)
             for number, entry in enumerate(entries, 1):
                 yield from self.violation(number, entry)
+            if self.summary.dismissed:
+                yield Paragraph(DISMISSED_TITLE, self.styles.h2)
+                for vid, dismissal in self.summary.dismissed.items():
+                    yield _field(self.styles.field, vid, dismissed_line(dismissal))
 
         title = f"Evidence report — case {self.cover.case_id}"
         doc = _LazyDoc(out, pagesize=A4, title=title, author="nocontact",

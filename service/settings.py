@@ -69,9 +69,6 @@ def _apprise_url(url: str, info: ValidationInfo) -> str:
         return url
     import apprise
 
-    from service.alerts import quiet_apprise_logging
-
-    quiet_apprise_logging()
     if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
         scheme = url.split("://", 1)[0] if "://" in url else ""
         shown = f"{scheme}:// URL" if scheme else "URL"

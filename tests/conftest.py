@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from service.db import make_engine, mask_url, migrate
+from service.db import make_engine, migrate, shown_url
 from service.store import Store
 
 # Fails the run if any test secret (they all contain "s3cr3t") reaches a log line or output.
@@ -56,7 +56,7 @@ def _admin_engine(url: URL) -> Engine:
             engine.dispose()
             if "does not exist" not in str(exc):
                 raise
-    raise RuntimeError(f"no usable database on {mask_url(url)}")
+    raise RuntimeError(f"no usable database on {shown_url(url)}")
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +69,12 @@ def postgres_database() -> Iterator[tuple[Engine, URL]]:
     host, port = url.host or "127.0.0.1", url.port or 5432
     if not _answers(host, port):
         if configured:
-            pytest.fail(f"{PG_ENV} is set but PostgreSQL at {mask_url(url)} does not answer")
+            pytest.fail(f"{PG_ENV} is set but PostgreSQL at {shown_url(url)} does not answer")
         pytest.skip(f"PostgreSQL not available: set {PG_ENV} or run a server on {host}:{port}")
     try:
         admin = _admin_engine(url)
     except OperationalError as exc:
-        pytest.fail(f"cannot use PostgreSQL at {mask_url(url)}: {str(exc.orig).strip()}")
+        pytest.fail(f"cannot use PostgreSQL at {shown_url(url)}: {str(exc.orig).strip()}")
     name = f"nocontact_test_{uuid.uuid4().hex[:16]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

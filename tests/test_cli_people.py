@@ -391,6 +391,20 @@ def test_dismiss_is_a_chain_record_hidden_from_the_timeline_and_undone_by_undism
     assert verify.exit_code == 0, verify.output
     assert "chain intact" in verify.stdout
 
+    packet = tmp_path / "packet"
+    export = runner.invoke(
+        cli, ["export", "-c", str(config), "--case", CASE_ID, "--out", str(packet)]
+    )
+    assert export.exit_code == 0, export.output
+    document = json.loads((packet / "evidence.json").read_text(encoding="utf-8"))
+    marks = {v["id"]: v["dismissed"] for v in document["violations"]}
+    assert marks[target]["reason"] == "a namesake"
+    assert sum(mark is not None for mark in marks.values()) == 1
+    assert document["chain"]["last_seq"] == marks[target]["seq"]
+    report = (packet / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Dismissed as not violations</h2>" in report
+    assert "Dismissed by alex at " in report
+
     undone = runner.invoke(cli, ["undismiss", "-c", str(config), target])
     assert undone.exit_code == 0, undone.output
     assert undone.stdout.startswith(f"violation {target} no longer dismissed; chain record ")

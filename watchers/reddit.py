@@ -46,6 +46,7 @@ from watchers.base import (
     WatcherError,
     WatcherSettings,
 )
+from watchers.toolkit.redact import Redactor, basic_credentials, register_secrets
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,16 @@ class RedditSettings(WatcherSettings):
         if (self.username is None) != (self.password is None):
             raise ValueError("set both username and password (for the inbox), or neither")
         return self
+
+
+def _secrets(settings: RedditSettings) -> list[str]:
+    """The app secret and the password, also as the Basic credentials of the token
+    request (client id : client secret)."""
+    secret = settings.client_secret.get_secret_value()
+    found = [secret, basic_credentials(settings.client_id, secret)]
+    if settings.password is not None:
+        found.append(settings.password.get_secret_value())
+    return found
 
 
 def _is_loopback(host: str) -> bool:
@@ -248,6 +259,9 @@ class RedditWatcher:
         self._budget = _Budget()
         self._parent_authors: dict[str, str] = {}
         self._accounts: dict[str, AccountInfo] = {}
+        self._scrub = Redactor(_secrets(settings))
+        # Also masked in what prawcore and urllib3 log, by the service's log filter.
+        register_secrets(self._scrub.secrets)
 
     @property
     def name(self) -> str:
@@ -550,14 +564,16 @@ class RedditWatcher:
             reason = type(exc.original_exception).__name__
             raise TransientError(f"reddit: no answer to {where} ({reason})") from None
         except prawcore.InvalidInvocation as exc:
-            raise WatcherConfigError(f"reddit: {exc}") from None
+            raise WatcherConfigError(f"reddit: {self._scrub(str(exc))}") from None
         except (prawcore.PrawcoreException, praw.exceptions.PRAWException) as exc:
             raise TransientError(f"reddit: {type(exc).__name__} on {where}") from None
 
     def _auth_error(self, reason: str) -> AuthError:
         who = f"u/{self.settings.username}" if self.settings.username else "the app"
+        # The token endpoint wrote the reason: it could echo what it was sent.
         return AuthError(
-            f"reddit: credentials rejected for {who}: {reason}; fix REDDIT_* and restart"
+            f"reddit: credentials rejected for {who}: {self._scrub(reason)}; "
+            "fix REDDIT_* and restart"
         )
 
 

@@ -41,7 +41,7 @@ from watchers.base import (
     WatcherSettings,
     utc,
 )
-from watchers.toolkit.redact import Redactor
+from watchers.toolkit.redact import Redactor, register_secrets
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +367,9 @@ class XWatcher:
             raise TypeError("XWatcher needs XSettings")
         self.settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._scrub = Redactor([settings.bearer_token.get_secret_value()])
+        # Also masked in what requests and urllib3 log, by the service's log filter.
+        register_secrets(self._scrub.secrets)
         self._protected = _valid_handles(targets.protected_handles)
         self._authors = _valid_handles(targets.restrained_handles | targets.associate_handles)
         self._names = sorted(targets.protected_names)
@@ -701,7 +704,7 @@ class XWatcher:
     def _errors(self, what: str) -> Iterator[None]:
         """Turn tweepy/requests failures into the watcher error hierarchy, one line each,
         never with the token in it."""
-        scrub = Redactor([self.settings.bearer_token.get_secret_value()])
+        scrub = self._scrub
         try:
             yield
         except tweepy.TooManyRequests as exc:

@@ -9,7 +9,9 @@ with the secrets masked, even when every test passed.
 
 Enabled from tests/conftest.py: ``pytest_plugins = ["tests.fakes.secret_scan"]``.
 
-Two details make the scan honest:
+These details make the scan honest:
+- third-party loggers get the service's redacting filter (``guard_library_loggers``),
+  as in production, so the scanner checks what that filter lets through;
 - the root logger is set to DEBUG for the session (when it is higher), so that a
   secret in a debug message (seen by users of ``--debug``) is caught too;
 - before each test the scanner moves its handler back to the front of the root
@@ -31,7 +33,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.logsetup import NOISY_LOGGERS
+from service.logsetup import NOISY_LOGGERS, guard_library_loggers
 
 MARKER = "s3cr3t"
 _WHITESPACE = re.compile(r"(\s+)")
@@ -127,6 +129,10 @@ class SecretScan:
         self._old_root_level = root.level
         if root.getEffectiveLevel() > logging.DEBUG:
             root.setLevel(logging.DEBUG)
+        # As the service does at start: third-party loggers (httpx, httpcore, apprise)
+        # redact at the source with the secrets watchers register. Their records reach
+        # the scanner after that redaction; everything else arrives raw.
+        guard_library_loggers()
         _to_front(self.handler)
 
     def stop(self) -> None:

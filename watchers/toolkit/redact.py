@@ -4,24 +4,54 @@ output, stored errors and alert bodies.
 
 * ``mask_url`` shows a plain web URL without its credentials: no userinfo, every query
   value masked, no fragment (which query parameters are secret is unknowable).
-* ``url_secrets`` lists the parts of a configured URL that may be credentials.
-* ``Redactor`` replaces known secret values in text we did not write (a library's
-  exception message, a server's reason phrase) and masks every URL in it.
+* ``hide_password`` shows a URL with only its password masked (a database URL).
+* ``url_secrets`` lists the parts of a configured web URL that may be credentials.
+* ``apprise_url_secrets`` / ``mask_apprise_url`` do the same for an Apprise URL; which
+  of its parts are secret comes from Apprise's own metadata (``private`` tokens).
+* ``Redactor`` replaces known secret values (also percent-encoded, and as the Basic
+  credentials made of a user and password) and common credential patterns in text we
+  did not write: a library's exception message, a server's reason phrase, a log line.
+
+Only credential parts are masked: host names and ordinary words stay readable.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import sys
+import threading
 from collections.abc import Iterable
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
+from watchers.toolkit.apprise_meta import (
+    apprise_url_secrets,
+    mask_apprise_url,
+    notify_schemes,
+)
 from watchers.toolkit.text import one_line
+
+__all__ = [
+    "MASK",
+    "MIN_SECRET_LENGTH",
+    "Redactor",
+    "apprise_url_secrets",
+    "basic_credentials",
+    "hide_password",
+    "mask_apprise_url",
+    "mask_url",
+    "redact",
+    "register_secrets",
+    "registered_secrets",
+    "url_secrets",
+]
 
 MASK = "***"
 # Shorter values would mangle ordinary words; a 1–3 character token is no secret.
 MIN_SECRET_LENGTH = 4
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 def mask_url(url: str) -> str:
@@ -48,38 +78,173 @@ def mask_url(url: str) -> str:
     return masked
 
 
+def hide_password(url: str) -> str:
+    """``url`` with its password (``scheme://user:PASSWORD@host``) replaced by ``***``;
+    user, host and path stay (a database URL names the account it logs in as)."""
+    return _PASSWORD_IN_URL.sub(rf"\g<1>{MASK}@", url)
+
+
+def basic_credentials(user: str, password: str) -> str:
+    """What ``Authorization: Basic`` carries for this pair: base64 of ``user:password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 def url_secrets(url: str) -> frozenset[str]:
-    """The parts of ``url`` that may be credentials: userinfo and query values."""
+    """The parts of ``url`` that may be credentials: the password (also as the Basic
+    credentials an HTTP client makes of it), a user name that stands alone (a token
+    given as ``https://TOKEN@host``) and query values. A user name beside a password
+    names an account, and is no secret."""
     parts = urlsplit(url)
-    secrets = {parts.username or "", parts.password or "", parts.query}
+    secrets = {parts.query}
+    if parts.password is not None:
+        user, password = unquote(parts.username or ""), unquote(parts.password)
+        secrets.update((parts.password, password, basic_credentials(user, password)))
+    elif parts.username:
+        secrets.update((parts.username, unquote(parts.username)))
     for piece in parts.query.split("&"):
         value = piece.split("=", 1)[-1]
         secrets.update((value, unquote_plus(value)))
     return frozenset(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
 
 
+# --- secrets this process holds ------------------------------------------------------------
+
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+_generation = 0
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Remember secrets this process holds (a watcher's URL token), so that the
+    service's log filter masks them in what third-party libraries log."""
+    global _generation
+    new = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+    with _registered_lock:
+        if not new <= _registered:
+            _registered.update(new)
+            _generation += 1
+
+
+def registered_secrets() -> frozenset[str]:
+    with _registered_lock:
+        return frozenset(_registered)
+
+
+# --- patterns of credentials in free text -----------------------------------------------
+
+# Every repetition before a fixed part is bounded: an unbounded one makes a long run of
+# word characters (a base64 blob in a debug line) cost quadratic time.
+_CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Userinfo password in any URL: scheme://user:PASSWORD@host.
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://[^\s:/@'\"]{0,200}:)[^\s@/'\"]+@"),
+        rf"\g<1>{MASK}@",
+    ),
+    # Authorization headers and bare bearer/basic credentials.
+    (
+        re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?)[^\r\n'\",}]+"),
+        rf"\g<1>{MASK}",
+    ),
+    # RFC 6750 token characters; 16+ of them, so "bearer authentication" stays readable.
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{16,}"), rf"\g<1>\g<2>{MASK}"),
+    # key=value / "key": "value" where the key ends in a credential word
+    # (access_token=, client_secret=, password=, x_bearer_token:, api_key=, …); the
+    # match starts at that word, whatever precedes it.
+    (
+        re.compile(
+            r"(?i)((?:token|secret|passw(?:or)?d|passwd|api[_-]?key|apikey|"
+            r"private[_-]?key|session[_-]?id|cookie|credentials?))"
+            r"(['\"]?\s*[=:]\s*['\"]?)(?!\*\*\*)[^\s&'\",;)}\]]+"
+        ),
+        rf"\g<1>\g<2>{MASK}",
+    ),
+)
+_notify_url_pattern: re.Pattern[str] | None = None
+_loading = threading.local()
+
+
+def _notify_url() -> re.Pattern[str] | None:
+    """An Apprise URL in free text: everything after a scheme whose URLs carry secrets
+    (Apprise's own list) is masked, since its parts cannot be told apart there.
+    None while Apprise itself is being imported (its import may log)."""
+    global _notify_url_pattern
+    if _notify_url_pattern is None:
+        loading = sys.modules.get("apprise")
+        if getattr(_loading, "busy", False) or (loading and not hasattr(loading, "Apprise")):
+            return None  # a record Apprise logs while its metadata is being read
+        _loading.busy = True
+        try:
+            schemes = sorted(map(re.escape, notify_schemes()), key=len, reverse=True)
+        finally:
+            _loading.busy = False
+        _notify_url_pattern = re.compile(rf"(?i)\b((?:{'|'.join(schemes)})://)[^\s'\"<>]+")
+    return _notify_url_pattern
+
+
+def _variants(secret: str) -> set[str]:
+    # A secret also leaks percent-encoded, e.g. as a URL's password.
+    return {secret, quote(secret, safe=""), quote_plus(secret)}
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every URL masked and every listed secret replaced by ``***``."""
-    text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= MIN_SECRET_LENGTH:
-            text = text.replace(secret, MASK)
-    return text
+    return Redactor(secrets).redact(text)
 
 
 class Redactor:
-    """Removes a watcher's secrets from text it did not write (library exception
-    messages, a server's status phrase) before the text goes into a message."""
+    """Removes secrets from text we did not write before it is shown, stored or sent.
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = frozenset(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
+    ``mask_urls``: every web URL in the text is shown as ``mask_url`` shows it (for
+    error messages). Off for log lines, where a URL keeps its shape and only its
+    password goes. ``apprise_urls``: Apprise URLs are masked after their scheme (for
+    the service: it loads Apprise's metadata). ``registered``: also the secrets of
+    ``register_secrets``."""
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        *,
+        mask_urls: bool = True,
+        apprise_urls: bool = False,
+        registered: bool = False,
+    ) -> None:
+        self._own = frozenset(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
+        self._mask_urls = mask_urls
+        self._apprise_urls = apprise_urls
+        self._registered = registered
+        self._compiled_at = -1
+        self._exact: re.Pattern[str] | None = None
 
     @classmethod
     def for_url(cls, url: str, *extra: str) -> Redactor:
         return cls(url_secrets(url) | frozenset(extra))
 
+    @property
+    def secrets(self) -> frozenset[str]:
+        return self._own | registered_secrets() if self._registered else self._own
+
+    def _exact_pattern(self) -> re.Pattern[str] | None:
+        generation = _generation if self._registered else 0
+        if generation != self._compiled_at:
+            variants = set().union(*(_variants(s) for s in self.secrets))
+            # Longest first so that a secret containing another is masked whole.
+            ordered = sorted(variants, key=len, reverse=True)
+            self._exact = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            self._compiled_at = generation
+        return self._exact
+
     def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
+        exact = self._exact_pattern()
+        if exact is not None:
+            text = exact.sub(MASK, text)
+        notify_url = _notify_url() if self._apprise_urls else None
+        if notify_url is not None:
+            text = notify_url.sub(rf"\g<1>{MASK}", text)
+        if self._mask_urls:
+            text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+        for pattern, replacement in _CREDENTIAL_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
 
     def one_line(self, text: str, limit: int = 160) -> str:
         """The redacted text on one line, cut to ``limit``."""

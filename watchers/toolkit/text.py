@@ -87,3 +87,15 @@ def html_to_text(fragment: str) -> str:
     extractor.feed(fragment)
     extractor.close()
     return extractor.text()
+
+
+def escape_line_breaks(text: str) -> str:
+    """``text`` on one line, reversibly: backslash, CR and LF written as escapes (a log
+    line keeps a traceback's lines readable and one record stays one line)."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def first_line(text: str) -> str:
+    """The first line of ``text`` with its surrounding space removed ('' when empty)."""
+    stripped = text.strip()
+    return stripped.splitlines()[0].strip() if stripped else ""
