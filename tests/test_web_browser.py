@@ -9,6 +9,7 @@ Playwright never downloads a browser here: ``.ci/install-web.sh`` installs chrom
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -206,6 +207,11 @@ def test_alert_link_login_reveal_dismiss_and_packet_at_phone_width(
         for line in lines:
             digest, name = line.split("  ", 1)
             assert hashlib.sha256(archive.read(f"{top}/{name}")).hexdigest() == digest
+        # The dismissal is in the packet, with who and why; so is the access log.
+        violations = json.loads(archive.read(f"{top}/evidence.json"))["violations"]
+        dismissed = next(v for v in violations if v["id"] == hostile)["dismissed"]
+        assert (dismissed["by"], dismissed["reason"]) == ("alex", "a namesake, not him")
+        assert f"alex,text,{hostile}," in archive.read(f"{top}/access-log.csv").decode()
 
     assert outside == []
     assert problems == []
