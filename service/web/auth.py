@@ -103,6 +103,12 @@ class WebSession:
         self.login_at = now.timestamp()
         self.changed = True
 
+    def log_out(self) -> None:
+        self.csrf = secrets.token_urlsafe(32)
+        self.user = None
+        self.login_at = None
+        self.changed = True
+
 
 class SessionCodec:
     def __init__(self, key: str) -> None:

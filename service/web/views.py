@@ -75,9 +75,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     await checked_form(request)
-    current = session(request)
-    current.log_in("", context(request).clock())  # new CSRF token …
-    current.user = None  # … and nobody logged in
+    session(request).log_out()
     return RedirectResponse("/login", status_code=303)
 
 
