@@ -466,3 +466,16 @@ def test_a_short_id_leads_to_the_violation_only_in_ones_own_case(
     other = store.populated.other_case_violation_ids[0]
     assert client.get(f"/v/{other[:8]}").status_code == 404
     assert client.get("/v/ab").status_code == 404
+
+
+def test_a_store_that_cannot_be_read_is_one_calm_page(store: WebStore, clock: Clock) -> None:
+    from sqlalchemy import text
+
+    client = _logged_in(client_for(store, clock))
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE violation_evidence"))
+    answer = client.get(f"/v/{store.populated.violation_ids[1]}")
+    assert answer.status_code == 503
+    assert "cannot be read right now" in answer.text
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "Traceback" not in answer.text

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from service.access_log import log_access
+from service.db import StoreError
 from service.health import check_health
 from service.marks import MarkKind
 from service.settings import WebUser
@@ -33,6 +36,8 @@ from service.web.access import (
     session,
 )
 from service.web.auth import password_ok, totp_ok
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 MAX_REASON = 500
@@ -312,8 +317,20 @@ def _default_phrase(code: int) -> str:
     return HTTPStatus(code).phrase
 
 
+def _store_down(request: Request, exc: Exception) -> Response:
+    # The driver's text may quote evidence or the URL: log the type, show one line.
+    log.error("web view: the store cannot be read (%s)", type(exc).__name__)
+    message = "The evidence store cannot be read right now. Nothing is lost; try again soon."
+    return render(request, "error.html", 503, message=message)
+
+
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Response]]:
-    return {LoginRequired: _error, HTTPException: _error}
+    return {
+        LoginRequired: _error,
+        HTTPException: _error,
+        StoreError: _store_down,
+        SQLAlchemyError: _store_down,
+    }
 
 
 def no_icon(request: Request) -> Response:
