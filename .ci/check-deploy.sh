@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the deployment files in deploy/ (called by .ci/run; also runs by hand):
-#   1. systemd-analyze verify is clean on deploy/nocontact.service,
-#   2. systemd-analyze security scores it at MAX_EXPOSURE or lower,
+#   1. systemd-analyze verify is clean on deploy/nocontact.service and nocontact-web.service,
+#   2. systemd-analyze security scores each at MAX_EXPOSURE or lower,
 #   3. hadolint passes on deploy/Containerfile,
 #   4. deploy/compose.yaml parses and has the sqlite and postgres profiles,
 #      and deploy/nocontact.env.example names every variable the example config uses.
@@ -41,32 +41,40 @@ units_dir=/usr/lib/systemd/system
 [ -d "$units_dir" ] || units_dir=/lib/systemd/system
 mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system"
 cp -a "$units_dir" "$root/usr/lib/systemd/system"
-cp "$UNIT" "$root/etc/systemd/system/nocontact.service"
-exec_path=$(sed -n 's/^ExecStart=[-@:+!]*\([^ ]*\).*/\1/p' "$UNIT" | head -n 1)
-[ -n "$exec_path" ] || fail "$UNIT has no ExecStart="
-mkdir -p "$root$(dirname "$exec_path")"
-printf '#!/bin/sh\nexit 0\n' >"$root$exec_path"
-chmod 0755 "$root$exec_path"
 
-# verify exits 0 on warnings such as an unknown or misspelt directive: any output fails.
-verify_out=$(systemd-analyze verify --man=no --root="$root" nocontact.service 2>&1) \
-  || fail "systemd-analyze verify: $verify_out"
-[ -z "$verify_out" ] || fail "systemd-analyze verify is not clean:
+# Both units: the service and the web view (nocontact-web.service, #17).
+check_unit() {
+  local unit=$1 name
+  name=$(basename "$unit")
+  cp "$unit" "$root/etc/systemd/system/$name"
+  exec_path=$(sed -n 's/^ExecStart=[-@:+!]*\([^ ]*\).*/\1/p' "$unit" | head -n 1)
+  [ -n "$exec_path" ] || fail "$unit has no ExecStart="
+  mkdir -p "$root$(dirname "$exec_path")"
+  printf '#!/bin/sh\nexit 0\n' >"$root$exec_path"
+  chmod 0755 "$root$exec_path"
+
+  # verify exits 0 on warnings such as an unknown or misspelt directive: any output fails.
+  verify_out=$(systemd-analyze verify --man=no --root="$root" "$name" 2>&1) \
+    || fail "systemd-analyze verify: $verify_out"
+  [ -z "$verify_out" ] || fail "systemd-analyze verify is not clean:
 $verify_out"
-say "systemd-analyze verify: clean"
+  say "systemd-analyze verify: clean ($name)"
 
-# --- 2. systemd-analyze security -----------------------------------------------------
-security_out=$(systemd-analyze security --offline=true --no-pager "$UNIT" 2>&1) \
-  || fail "systemd-analyze security failed: $security_out"
-score=$(printf '%s\n' "$security_out" \
-  | sed -n 's/.*Overall exposure level for [^:]*: \([0-9][0-9.]*\).*/\1/p' | tail -n 1)
-[ -n "$score" ] || fail "no overall exposure level in systemd-analyze security output:
+  # --- 2. systemd-analyze security ---------------------------------------------------
+  security_out=$(systemd-analyze security --offline=true --no-pager "$unit" 2>&1) \
+    || fail "systemd-analyze security failed: $security_out"
+  score=$(printf '%s\n' "$security_out" \
+    | sed -n 's/.*Overall exposure level for [^:]*: \([0-9][0-9.]*\).*/\1/p' | tail -n 1)
+  [ -n "$score" ] || fail "no overall exposure level in systemd-analyze security output:
 $security_out"
-if awk -v s="$score" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(s > max) }'; then
-  printf '%s\n' "$security_out" | grep -v '^✓' >&2 || true
-  fail "systemd-analyze security: exposure $score is above $MAX_EXPOSURE"
-fi
-say "systemd-analyze security: exposure $score (limit $MAX_EXPOSURE)"
+  if awk -v s="$score" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(s > max) }'; then
+    printf '%s\n' "$security_out" | grep -v '^✓' >&2 || true
+    fail "systemd-analyze security: exposure $score is above $MAX_EXPOSURE"
+  fi
+  say "systemd-analyze security: exposure $score (limit $MAX_EXPOSURE)"
+}
+check_unit "$UNIT"
+check_unit "$DEPLOY_DIR/nocontact-web.service"
 
 # --- 3. hadolint ---------------------------------------------------------------------
 hadolint=$(command -v hadolint || true)

@@ -122,6 +122,11 @@ def show_text(detail: Detail, zone: ZoneInfo) -> str:
         for at, target, ok, error in delivery.attempts:
             out.append(f"    {format_time(at)} {target}: {'delivered' if ok else 'FAILED'}"
                        + (f": {error}" if error else ""))  # fmt: skip
+    if detail.content_views:
+        out += ["", "Content viewed through the web view:"]
+        out += [f"  {when(view.at)} {view.username}: {view.action}"
+                + (f" (chain record {view.evidence_seq})" if view.evidence_seq else "")
+                for view in detail.content_views]  # fmt: skip
     return "\n".join(out)
 
 

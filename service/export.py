@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import chain, coverage
+from service.access_log import ACCESS_LOG_FILE, write_access_log
 from service.deletions import case_notes
 from service.evidence import CANONICAL_FIELDS, GENESIS_CHAIN, chain_sha256, format_time
 from service.export_check import Verification, verify_before_export
@@ -124,7 +125,7 @@ def _prepare_dir(out_dir: Path, force: bool) -> None:
 
 def _remove_old_packet(out_dir: Path) -> None:
     """--force replaces the packet's own files; anything else in the folder stays."""
-    for name in PACKET_FILES:
+    for name in (*PACKET_FILES, ACCESS_LOG_FILE):
         path = out_dir / name
         if path.is_dir() and not path.is_symlink():
             raise ExportError(f"{path} is a directory; remove it or choose another --out")
@@ -486,7 +487,14 @@ def _write_packet(
             PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
             html_report.end(appendix())
             links_ok = json_writer.finish(chain.iter_links(session, last_seq), last_seq, records)
-    files = [*PACKET_FILES[:-1], *raw_writer.written, *stamps.files]
+        # Who viewed the evidence through the web view (#17), when anyone did.
+        logged = write_access_log(session, case.id, out_dir / ACCESS_LOG_FILE, _open_private_text)
+    files = [
+        *PACKET_FILES[:-1],
+        *raw_writer.written,
+        *stamps.files,
+        *([ACCESS_LOG_FILE] if logged else []),
+    ]
     _write_manifest(out_dir, files)
     return ExportResult(
         out_dir=out_dir,

@@ -259,6 +259,8 @@ def settings_secrets(settings: Settings) -> list[str]:
         # A push URL's last path segment is its token (healthchecks.io, Uptime Kuma).
         token = urlsplit(settings.heartbeat_url).path.rstrip("/").rsplit("/", 1)[-1]
         found.extend([settings.heartbeat_url, token])
+    web_secrets = [settings.web.secret_key, *(u.totp_secret for u in settings.web.users.values())]
+    found.extend(secret.get_secret_value() for secret in web_secrets if secret is not None)
     db_password = urlsplit(settings.database).password
     if db_password:
         found.append(unquote(db_password))

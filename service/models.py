@@ -317,3 +317,19 @@ class CoverageState(Base):
     gap_reason: Mapped[str | None] = mapped_column(Text)
     # The cases the watcher serves, as shown in its coverage records.
     cases: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ContentAccess(Base):
+    """Who saw evidence content through the web view, and when (#17): every text
+    revealed, raw payload downloaded and packet exported. Appended to, never changed."""
+
+    __tablename__ = "content_access"
+    __table_args__ = (Index("ix_content_access_case", "case_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    username: Mapped[str] = mapped_column(String(100))
+    case_id: Mapped[str] = mapped_column(String(100))
+    violation_id: Mapped[str | None] = mapped_column(String(36))
+    evidence_seq: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(20))  # text | raw | export

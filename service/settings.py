@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -216,6 +217,26 @@ class Route(_Strict):
         return value
 
 
+WebRole = Literal["owner", "advocate", "viewer"]
+
+
+class WebUser(_Strict):
+    """One account of the web view (#17); ``password_hash`` from ``web hash-password``."""
+
+    password_hash: str = Field(min_length=1)
+    role: WebRole = "viewer"
+    cases: list[str] = Field(min_length=1)
+    totp_secret: SecretStr | None = None  # base32; optional second factor
+    show_content: bool = False  # evidence text shown without asking
+
+
+class WebSettings(_Strict):
+    bind: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
+    users: dict[str, WebUser] = Field(default_factory=dict)
+    # Signs session cookies; when unset, a random key per start (sessions end on restart).
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
+
+
 class Settings(_Strict):
     """The whole config file."""
 
@@ -225,10 +246,11 @@ class Settings(_Strict):
     alerts: dict[str, Route] = Field(default_factory=dict)
     # Polls in flight at once (each source still at most 2 per host).
     max_concurrent_polls: int = Field(default=16, ge=1, le=256)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
-        problems = [*self._case_problems(), *self._watcher_problems()]
+        problems = [*self._case_problems(), *self._watcher_problems(), *self._web_problems()]
         if problems:
             raise SettingsProblems(problems)
         return self
@@ -281,6 +303,17 @@ class Settings(_Strict):
         return value.strip().rstrip("/")
 
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+
+    def _web_problems(self) -> Iterable[tuple[Loc, str]]:
+        # A mistyped case would silently hide that case from its advocate.
+        case_ids = {case.id for case in self.cases}
+        for name, user in self.web.users.items():
+            for index, case_id in enumerate(user.cases):
+                if case_id not in case_ids:
+                    yield (
+                        ("web", "users", name, "cases", index),
+                        _unknown_name("case", case_id, case_ids, "cases"),
+                    )
 
     def case(self, case_id: str) -> CaseSettings:
         for case in self.cases:

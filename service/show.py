@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.access_log import ContentView, content_views
 from service.evidence import format_time
 from service.marks import Dismissal, dismissals
 from service.models import DeliveryAttempt, OutboxAlert, Violation
@@ -50,12 +51,15 @@ class Detail:
     entry: ViolationEntry
     dismissal: Dismissal | None
     deliveries: tuple[Delivery, ...]
+    # Who saw its content through the web view (service.access_log), oldest first.
+    content_views: tuple[ContentView, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.entry.to_json(),
             "dismissed": self.dismissal.to_json() if self.dismissal else None,
             "alerts": [delivery.to_json() for delivery in self.deliveries],
+            "content_views": [view.to_json() for view in self.content_views],
         }
 
 
@@ -92,6 +96,7 @@ def violation_detail(session: Session, violation_id: str) -> Detail:
         entry=entry,
         dismissal=dismissals(session, [violation_id]).get(violation_id),
         deliveries=tuple(_deliveries(session, violation_id)),
+        content_views=tuple(content_views(session, violation_id)),
     )
 
 

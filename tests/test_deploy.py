@@ -86,6 +86,7 @@ def test_a_compose_file_without_the_postgres_profile_fails(deploy_copy: Path) ->
     compose_path = deploy_copy / "compose.yaml"
     compose = yaml.safe_load(compose_path.read_text())
     del compose["services"]["postgres"]
+    del compose["services"]["nocontact-web-pg"]
     compose["services"]["nocontact-pg"]["profiles"] = ["sqlite"]
     compose_path.write_text(yaml.safe_dump(compose))
     result = run_check(deploy_copy)
@@ -156,3 +157,22 @@ def test_containerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     assert 'CMD ["run", "-c", "/config/config.yaml"]' in text
     assert "NOCONTACT_DATABASE=sqlite:////data/nocontact.db" in text
     assert 'VOLUME ["/data"]' in text
+
+
+def test_web_view_is_deployed_beside_the_service_on_loopback_only() -> None:
+    """#17: a second unit and a compose service per profile, sharing the store."""
+    result = run_check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "systemd-analyze verify: clean (nocontact-web.service)" in result.stdout
+    unit = (DEPLOY / "nocontact-web.service").read_text()
+    assert "ExecStart=/opt/nocontact/venv/bin/nocontact web -c /etc/nocontact/config.yaml" in unit
+    assert "User=nocontact" in unit
+    assert "IPAddressDeny=any" in unit
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    for name, profile in (("nocontact-web", "sqlite"), ("nocontact-web-pg", "postgres")):
+        service = services[name]
+        assert service["profiles"] == [profile]
+        assert service["command"][:3] == ["web", "-c", "/config/config.yaml"]
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+        assert "nocontact-data:/data" in service["volumes"]
+        assert service["read_only"] is True
