@@ -479,15 +479,23 @@ class Matcher:
                 hits.append(hit)
         return hits
 
-    def involved(self, obs: Observation, case_ids: Iterable[str] | None = None) -> bool:
+    def involved(
+        self,
+        obs: Observation,
+        case_ids: Iterable[str] | None = None,
+        account_lookup: Callable[[str], AccountInfo | None] | None = None,
+    ) -> bool:
         """Whether a case knows or suspects the author (restrained party, associate or
         look-alike), whatever the item says: what they write is kept as evidence even
-        without a target. No account lookup: deciding what to keep must cost no reads."""
-        context = _AuthorContext(obs, None)
-        return any(
-            self._author(self._cases[index], obs, context) is not None
-            for index in sorted(self._candidate_indexes(case_ids))
-        )
+        without a target. ``account_lookup`` only links configured handles to account
+        ids (a renamed Bluesky account); no suspect is looked up: deciding what to keep
+        must cost no reads."""
+        context = _AuthorContext(obs, account_lookup, facts=False)
+        for index in sorted(self._candidate_indexes(case_ids)):
+            author = self._author(self._cases[index], obs, context)
+            if author is not None and author.cls != "unknown":
+                return True
+        return False
 
     # -- targets ----------------------------------------------------------------------
 
@@ -613,6 +621,11 @@ class Matcher:
         if obs.posted_by is not None:
             return _posted_by_author(obs)
         if not obs.author_handle and not obs.author_display_name:
+            # Only an account id (a Bluesky account event): known by it, or nobody.
+            role, configured = _role_by_account_id(case, obs, author)
+            if role in ("restrained", "associate"):
+                label = "restrained account" if role == "restrained" else "associate"
+                return _Author(role, f"{label} `{configured}`")
             return None
         is_email = obs.platform == EMAIL_PLATFORM
         handle = obs.author_handle or ""
@@ -811,10 +824,17 @@ class _AuthorContext:
     call however many cases ask: look-alike forms, and the platform's account facts."""
 
     def __init__(
-        self, obs: Observation, lookup: Callable[[str], AccountInfo | None] | None
+        self,
+        obs: Observation,
+        lookup: Callable[[str], AccountInfo | None] | None,
+        *,
+        facts: bool = True,
     ) -> None:
         self._obs = obs
         self._lookup = lookup
+        # False: ``lookup`` may only link configured handles to account ids (answered
+        # from the watcher's cache), never ask the platform about a suspect.
+        self._facts = facts
         self._forms: tuple[str, str | None, str] | None = None
         self._done = False
         self._info: AccountInfo | None = None
@@ -864,7 +884,7 @@ class _AuthorContext:
         return info.created_at, _STATUS_WORDS.get(info.status)
 
     def _fetch(self) -> AccountInfo | None:
-        if self._done or self._lookup is None or not self._obs.author_handle:
+        if self._done or self._lookup is None or not self._facts or not self._obs.author_handle:
             return self._info
         self._done = True
         try:

@@ -130,7 +130,8 @@ class Pipeline:
             watcher = self.watcher(name)
             result = watcher.poll(dict(view.cursor) if view is not None else {})
             new = self.retention.unmarked(self.store.new_observations(result.observations))
-            kept = self._keep_the_case(settings, new, self._match(settings, watcher, new))
+            hits = self._match(settings, watcher, new)
+            kept = self._keep_the_case(settings, watcher, new, hits)
         except WatcherError as exc:
             return self._failed(settings, exc)
         except Exception as exc:  # a bug in one watcher must not stop the others
@@ -179,11 +180,18 @@ class Pipeline:
         return hits
 
     def _keep_the_case(
-        self, settings: WatcherSettings, new: list[Observation], hits: dict[int, list[Hit]]
+        self,
+        settings: WatcherSettings,
+        watcher: Watcher,
+        new: list[Observation],
+        hits: dict[int, list[Hit]],
     ) -> Split:
         """What becomes evidence; the rest only leaves a marker (service.retention)."""
         case_ids = [case.id for case in self.settings.cases_for(settings)]
-        return self.retention.split(new, hits, lambda obs: self.matcher.involved(obs, case_ids))
+        lookup = _SafeLookup(watcher)
+        return self.retention.split(
+            new, hits, lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup)
+        )
 
     def _failed(self, settings: WatcherSettings, exc: WatcherError) -> PollOutcome:
         """Record a failed poll; the store's planner queues any health alert with it."""

@@ -128,7 +128,8 @@ def test_a_watcher_down_for_a_day_is_a_gap_in_the_report_and_the_chart(
         < section.index("watched 2026-05-03")
     )
     chart = html[html.index("<svg") : html.index("</svg>")]
-    assert chart.count("monitoring gap</title>") == 3, "1, 2 and 3 May are shaded"
+    # The one drawing's gap shade as rendered to SVG (service.chart).
+    assert chart.count("fill: rgb(86%,86%,86%)") == 3, "1, 2 and 3 May are shaded"
 
     text = "\n".join(page.extract_text() for page in PdfReader(out / "report.pdf").pages)
     assert "Monitoring coverage" in text

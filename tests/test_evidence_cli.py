@@ -12,7 +12,7 @@ from service.cli import cli
 from service.config import load_config
 from service.db import make_engine, migrate
 from service.scheduler import Service
-from service.store import Store
+from service.store import PollRecord, Store
 from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
 from tests.fakes.tsa_server import LocalTsa, local_tsa  # noqa: F401
 from tests.test_store import CASES, make_hit
@@ -56,12 +56,20 @@ def setup(tmp_path: Path, feed_server: FeedServer, tsa: LocalTsa) -> Path:  # no
     )
     engine = make_engine(f"sqlite:///{tmp_path / 'nc.db'}", tmp_path)
     migrate(engine)
-    Store(engine).record_poll(
-        "forum", "rss",
-        [entry("e1", feed_server.url("/posts/1")), entry("e2", feed_server.url("/posts/2"))],
-        {0: [make_hit()], 1: [make_hit()]}, {}, [], CASES, {},
-        datetime(2026, 5, 1, 10, 5, tzinfo=UTC),
-    )  # fmt: skip
+    Store(engine, cases=CASES.values()).record_poll(
+        PollRecord(
+            watcher="forum",
+            watcher_type="rss",
+            observations=[
+                entry("e1", feed_server.url("/posts/1")),
+                entry("e2", feed_server.url("/posts/2")),
+            ],
+            hits={0: [make_hit()], 1: [make_hit()]},
+            state={},
+            status_notes=[],
+            now=datetime(2026, 5, 1, 10, 5, tzinfo=UTC),
+        )
+    )
     engine.dispose()
     return config
 

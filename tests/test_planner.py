@@ -163,7 +163,7 @@ def test_quiet_hours_hold_low_alerts_and_health_but_not_high(engine: Engine) -> 
         quiet_hours=(time(22, 0), time(7, 0)),
         break_through="high",
     )
-    case = make_case(alert=["phone"]).model_copy(update={"timezone": "Europe/Berlin"})
+    case = make_case(alert=["phone"]).model_copy(update={"timezone": ZoneInfo("Europe/Berlin")})
     store = planner_store(engine, {"phone": route}, [case])
     poll(store, [(make_obs("a"), make_hit("contact", "high"))], night)
     poll(
@@ -204,7 +204,7 @@ def test_the_digest_is_queued_once_a_day_at_its_time_and_not_at_a_random_start(
     engine: Engine,
 ) -> None:
     route = Route(urls=["json://127.0.0.1:9/a"], digest=time(8, 0))
-    case = make_case(alert=["phone"]).model_copy(update={"timezone": "Europe/Berlin"})
+    case = make_case(alert=["phone"]).model_copy(update={"timezone": ZoneInfo("Europe/Berlin")})
     store = planner_store(engine, {"phone": route}, [case])
     assert store.tick(datetime(2026, 5, 2, 5, 59, tzinfo=UTC)) == 0  # 07:59 in Berlin
     assert store.tick(datetime(2026, 5, 2, 6, 0, tzinfo=UTC)) == 1
@@ -301,7 +301,8 @@ def test_new_route_keys_are_validated_with_their_line() -> None:
 
 
 def test_an_empty_heartbeat_url_from_the_environment_is_off() -> None:
-    settings = Settings.model_validate({"cases": [make_case().model_dump()], "heartbeat_url": ""})
+    case = make_case(alert=[]).model_dump()
+    settings = Settings.model_validate({"cases": [case], "heartbeat_url": ""})
     assert settings.heartbeat_url is None
 
 
@@ -315,12 +316,14 @@ def test_the_digest_names_each_source_that_is_not_checked_on_schedule() -> None:
         SourceHealth("daily-blog", NOW - timedelta(hours=20), None, timedelta(hours=12)),
         SourceHealth("x", NOW - timedelta(days=2), "failing: HTTP 503", timedelta(minutes=15)),
     ]
-    message = render_digest("phone", Counter({"contact": 2}), sources, NOW, "Europe/Berlin")
+    message = render_digest(
+        "phone", Counter({"contact": 2}), sources, NOW, ZoneInfo("Europe/Berlin")
+    )
 
     assert message.title == "nocontact: daily digest — 2 violation(s) in 24 h"
     assert "  2 × contact by the restrained party" in message.body
     assert "Sources: 2 of 3 checked on schedule." in message.body
     assert "  x: failing: HTTP 503 (last success 2026-04-29T10:00:30Z)" in message.body
     assert "forum:" not in message.body
-    ok = render_digest("phone", Counter(), sources[:2], NOW, "UTC")
+    ok = render_digest("phone", Counter(), sources[:2], NOW, ZoneInfo("UTC"))
     assert "Sources: all 2 checked on schedule." in ok.body

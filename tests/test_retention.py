@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, select
 
 from service.config import parse_config
-from service.db import session_factory
 from service.models import Evidence, OutboxAlert, SeenItem
 from service.pipeline import Pipeline
+from service.planner import AlertPlanner
 from service.store import Store
 from tests.fakes.feed_server import FeedServer, feed_server  # noqa: F401
 from tests.test_end_to_end import item, rss
@@ -64,7 +64,8 @@ alerts:
   phone: {{urls: ["json://127.0.0.1:9/unused"]}}
 """
     )
-    return Pipeline(settings, session_factory(engine), Store(engine), clock=lambda: NOW)
+    store = Store(engine, cases=settings.cases, planner=AlertPlanner.from_settings(settings))
+    return Pipeline(settings, store, clock=lambda: NOW)
 
 
 def every_value(engine: Engine) -> list[str]:
