@@ -397,102 +397,82 @@ def export_case(
 ) -> ExportResult:
     """Write the evidence packet of ``case`` into ``out_dir``; a store that fails
     verification is refused (``BrokenStoreError``) unless ``allow_broken``."""
-    zone = case.timezone
     verification = verify_before_export(
         sessions, case.id, allow_broken=allow_broken, tsa_roots=timestamp_roots
     )
     try:
         _prepare_dir(out_dir, force)
-        return _write_packet(
-            sessions, case, out_dir, zone, now, progress, verification, timestamp_roots
-        )
+        return _write_packet(sessions, case, out_dir, now, progress, verification, timestamp_roots)
     except OSError as err:
         target = err.filename or out_dir
         raise ExportError(f"cannot write the packet at {target}: {err.strerror}") from err
+
+
+@dataclasses.dataclass(slots=True)
+class _Packet:
+    """What the packet's files are written from: gathered once, before the single pass
+    over the case's violations."""
+
+    cover: CoverInfo
+    summary: Summary
+    records: list[dict[str, Any]]
+    last_seq: int
+    stamp_files: list[str]
+
+
+def _gather(
+    session: Session,
+    case: CaseSettings,
+    out_dir: Path,
+    now: datetime,
+    verification: Verification,
+    roots: Sequence[x509.Certificate],
+) -> _Packet:
+    zone = case.timezone
+    stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
+    periods = tuple(coverage.periods_for_case(session, case.id))
+    covered = [chain.json_record(row) for row in coverage.case_records(session, case.id)]
+    records = sorted([*stamps.records, *covered], key=lambda record: int(record["seq"]))
+    dismissed = _case_dismissals(session, case.id)
+    # The chain in the packet reaches the newest timestamp, coverage and dismissal
+    # record too.
+    last_seq = max(
+        _last_case_seq(session, case.id),
+        stamps.last_seq,
+        *(r["seq"] for r in covered),
+        *(d.seq for d in dismissed.values()),
+    )
+    head = (last_seq, link_at(session, last_seq) or "") if last_seq else None
+    facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes, periods,
+                        case_notes(session, case.id), build_log(session, case.id, zone),
+                        head)  # fmt: skip
+    summary = _summary(session, case.id, zone)
+    summary.dismissed = dismissed
+    summary.gap_days = coverage.gap_days(periods, zone)
+    cover = dataclasses.replace(_cover(case, now), facts=facts)
+    return _Packet(cover, summary, records, last_seq, list(stamps.files))
 
 
 def _write_packet(
     sessions: sessionmaker[Session],
     case: CaseSettings,
     out_dir: Path,
-    zone: ZoneInfo,
     now: datetime,
     progress: Progress | None,
     verification: Verification,
     roots: Sequence[x509.Certificate],
 ) -> ExportResult:
     with sessions() as session:
-        stamps = write_timestamps(session, case.id, out_dir, roots, _open_private)
-        periods = tuple(coverage.periods_for_case(session, case.id))
-        covered = [chain.json_record(row) for row in coverage.case_records(session, case.id)]
-        records = sorted([*stamps.records, *covered], key=lambda record: int(record["seq"]))
-        dismissed = _case_dismissals(session, case.id)
-        # The chain in the packet reaches the newest timestamp, coverage and dismissal
-        # record too.
-        last_seq = max(
-            _last_case_seq(session, case.id),
-            stamps.last_seq,
-            *(r["seq"] for r in covered),
-            *(d.seq for d in dismissed.values()),
+        packet = _gather(session, case, out_dir, now, verification, roots)
+        counts, written, links_ok = _write_files(
+            session, case, out_dir, now, packet, verification, progress
         )
-        head = (last_seq, link_at(session, last_seq) or "") if last_seq else None
-        facts = PacketFacts(verification, tuple(stamps.tokens), stamps.notes, periods,
-                            case_notes(session, case.id), build_log(session, case.id, zone),
-                            head)  # fmt: skip
-        cover = dataclasses.replace(_cover(case, now), facts=facts)
-        summary = _summary(session, case.id, zone)
-        summary.dismissed = dismissed
-        summary.gap_days = coverage.gap_days(periods, zone)
-        with (
-            _open_private_text(out_dir / "report.html") as html_out,
-            _open_private_text(out_dir / "evidence.json") as json_out,
-            _open_private_text(out_dir / "evidence.csv") as csv_out,
-            _open_private(out_dir / "report.pdf") as pdf_out,
-        ):
-            html_report = HtmlReport(html_out, cover, summary)
-            json_writer = _JsonWriter(
-                json_out, case, now, summary.dismissed, verification.as_json()
-            )
-            csv_writer = CsvTable(csv_out, PACKET_CSV)
-            raw_writer = _RawWriter(out_dir)
-            counts = {"violations": 0, "evidence": 0}
-
-            def fan_out() -> Iterator[ViolationEntry]:
-                # One pass over the store feeds every output; the PDF pulls the pace.
-                for entry in iter_entries(
-                    session,
-                    case_id=case.id,
-                    include_outside=True,
-                    with_raw=True,
-                    page_size=VIOLATION_PAGE,
-                ):
-                    html_report.add(entry)
-                    json_writer.add(entry)
-                    csv_writer.add(entry)
-                    raw_writer.add(entry)
-                    counts["violations"] += 1
-                    counts["evidence"] += len(entry.evidence)
-                    if progress is not None:
-                        progress(counts["violations"], summary.total)
-                    yield entry
-
-            html_report.begin()
-
-            def appendix() -> Iterator[ViolationEntry]:
-                entries = iter_entries(
-                    session, case_id=case.id, include_outside=True, page_size=VIOLATION_PAGE
-                )
-                return (e for e in entries if not e.in_order_period)
-
-            PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
-            html_report.end(appendix())
-            links_ok = json_writer.finish(chain.iter_links(session, last_seq), last_seq, records)
         # Who viewed the evidence through the web view (#17), when anyone did.
         logged = write_access_log(session, case.id, out_dir / ACCESS_LOG_FILE, _open_private_text)
     files = [
         *PACKET_FILES[:-1],
-        *raw_writer.written,
-        *stamps.files,
+        *written,
+        *packet.stamp_files,
         *([ACCESS_LOG_FILE] if logged else []),
     ]
     _write_manifest(out_dir, files)
@@ -501,6 +481,56 @@ def _write_packet(
         violations=counts["violations"],
         evidence=counts["evidence"],
         files=tuple(sorted(files)),
-        last_seq=last_seq,
+        last_seq=packet.last_seq,
         chain_links_ok=links_ok,
     )
+
+
+def _write_files(
+    session: Session,
+    case: CaseSettings,
+    out_dir: Path,
+    now: datetime,
+    packet: _Packet,
+    verification: Verification,
+    progress: Progress | None,
+) -> tuple[dict[str, int], list[str], bool]:
+    """One pass over the store feeds every output; the PDF pulls the pace."""
+    cover, summary = packet.cover, packet.summary
+    with (
+        _open_private_text(out_dir / "report.html") as html_out,
+        _open_private_text(out_dir / "evidence.json") as json_out,
+        _open_private_text(out_dir / "evidence.csv") as csv_out,
+        _open_private(out_dir / "report.pdf") as pdf_out,
+    ):
+        html_report = HtmlReport(html_out, cover, summary)
+        json_writer = _JsonWriter(json_out, case, now, summary.dismissed, verification.as_json())
+        csv_writer = CsvTable(csv_out, PACKET_CSV)
+        raw_writer = _RawWriter(out_dir)
+        counts = {"violations": 0, "evidence": 0}
+
+        def fan_out() -> Iterator[ViolationEntry]:
+            for entry in iter_entries(
+                session, case_id=case.id, include_outside=True, with_raw=True,
+                page_size=VIOLATION_PAGE,
+            ):  # fmt: skip
+                for output in (html_report, json_writer, csv_writer, raw_writer):
+                    output.add(entry)
+                counts["violations"] += 1
+                counts["evidence"] += len(entry.evidence)
+                if progress is not None:
+                    progress(counts["violations"], summary.total)
+                yield entry
+
+        def appendix() -> Iterator[ViolationEntry]:
+            entries = iter_entries(
+                session, case_id=case.id, include_outside=True, page_size=VIOLATION_PAGE
+            )
+            return (e for e in entries if not e.in_order_period)
+
+        html_report.begin()
+        PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
+        html_report.end(appendix())
+        links = chain.iter_links(session, packet.last_seq)
+        links_ok = json_writer.finish(links, packet.last_seq, packet.records)
+    return counts, raw_writer.written, links_ok

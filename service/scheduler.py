@@ -48,6 +48,8 @@ HEARTBEAT_INTERVAL = timedelta(seconds=30)
 
 
 # How often due re-checks are looked for; each item's own schedule decays (1 h … 30 d).
+# Delivery, heartbeat, re-check and timestamping: each keeps a thread of its own.
+SERVICE_JOBS = 4
 RECHECK_INTERVAL = timedelta(minutes=15)
 
 
@@ -166,15 +168,17 @@ class Service:
         except Exception:  # stamping is a bonus on top of capture: never let it stop a run
             log.warning("timestamping failed; retried at the next round", exc_info=True)
 
-    def run_forever(self, stop: threading.Event | None = None) -> None:
-        stop = stop or threading.Event()
+    def _scheduler(self) -> BackgroundScheduler:
+        """Every job of the running service: one per watcher, delivery, heartbeat, and
+        the evidence jobs when configured."""
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            # Polls, plus one thread each for delivery and the heartbeat, so that neither
-            # waits behind slow sources.
+            # Polls, plus one thread for each service job, so that delivery and the
+            # heartbeat never wait behind slow sources.
             executors={
                 "default": ThreadPoolExecutor(
-                    min(self.settings.max_concurrent_polls, len(self.settings.watchers)) + 2
+                    min(self.settings.max_concurrent_polls, len(self.settings.watchers))
+                    + SERVICE_JOBS
                 )
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -193,32 +197,37 @@ class Service:
                 # platform in the same second.
                 next_run_time=now + timedelta(seconds=random.uniform(0, 5)),  # noqa: S311
             )
+        self._service_jobs(scheduler, now)
+        return scheduler
+
+    def _service_jobs(self, scheduler: BackgroundScheduler, now: datetime) -> None:
+        def every(interval: timedelta) -> IntervalTrigger:
+            return IntervalTrigger(seconds=interval.total_seconds())
+
         scheduler.add_job(
-            self._deliver_job,
-            IntervalTrigger(seconds=self.alert_interval.total_seconds()),
-            id="deliver-alerts",
-            next_run_time=now,
+            self._deliver_job, every(self.alert_interval), id="deliver-alerts", next_run_time=now
         )
         if self.settings.evidence.recheck is not None:
             scheduler.add_job(
                 self._recheck_job,
-                IntervalTrigger(seconds=RECHECK_INTERVAL.total_seconds()),
+                every(RECHECK_INTERVAL),
                 id="recheck",
                 next_run_time=now + timedelta(minutes=1),
             )
         if self.timestamping is not None:
             scheduler.add_job(
                 self.stamp,
-                IntervalTrigger(seconds=self.timestamping.every.total_seconds()),
+                every(self.timestamping.every),
                 id="timestamp",
                 next_run_time=now + timedelta(seconds=10),
             )
         scheduler.add_job(
-            self.heartbeat,
-            IntervalTrigger(seconds=self.heartbeat_interval.total_seconds()),
-            id="heartbeat",
-            next_run_time=now,
+            self.heartbeat, every(self.heartbeat_interval), id="heartbeat", next_run_time=now
         )
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        scheduler = self._scheduler()
 
         def request_stop(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s, stopping", signal.Signals(signum).name)

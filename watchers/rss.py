@@ -41,10 +41,10 @@ from watchers.base import (
     TransientError,
     WatcherSettings,
 )
+from watchers.feed_entries import author, entry_text, entry_title, feed_account, struct_to_utc
 from watchers.toolkit.http import BoundedClient, Fetched, Validators, read_file
 from watchers.toolkit.httpsettings import HttpWatcherSettings, check_http_url, default_user_agent
 from watchers.toolkit.redact import Redactor, mask_url
-from watchers.toolkit.text import html_to_text, tidy
 from watchers.toolkit.xmlguard import EntityDeclared, entry_ranges, is_ascii_compatible
 
 
@@ -96,16 +96,6 @@ def _content_type(value: str | None) -> str:
 def _looks_like_html(data: bytes, content_type: str) -> bool:
     head = data[:512].lstrip().lower()
     return content_type.startswith("text/html") or head.startswith((b"<!doctype html", b"<html"))
-
-
-def _struct_to_utc(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        year, month, day, hour, minute, second = (int(v) for v in value[:6])
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except (TypeError, ValueError):
-        return None
 
 
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
@@ -254,13 +244,13 @@ class RssWatcher:
     def _observation(
         self, entry: Any, raw: bytes, content_type: str, method: str, feed: Any
     ) -> Observation:
-        title = _entry_title(entry)
-        content = _entry_text(entry)
+        title = entry_title(entry)
+        content = entry_text(entry)
         text = "\n\n".join(part for part in (title, content) if part)
         handle, display = (
-            _author(entry)
-            or _author(feed)
-            or _feed_account(feed, self._settings.posted_by)
+            author(entry)
+            or author(feed)
+            or feed_account(feed, self._settings.posted_by)
             or (None, None)
         )
         return Observation(
@@ -273,8 +263,8 @@ class RssWatcher:
             author_handle=handle,
             author_display_name=display,
             text=text,
-            posted_at=_struct_to_utc(entry.get("published_parsed"))
-            or _struct_to_utc(entry.get("updated_parsed")),
+            posted_at=struct_to_utc(entry.get("published_parsed"))
+            or struct_to_utc(entry.get("updated_parsed")),
             raw_content_type=content_type,
             posted_by=self._settings.posted_by,
             capture_method=method,
@@ -292,77 +282,6 @@ class RssWatcher:
             return link
         digest = hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()
         return f"{self._host}#sha256:{digest}"
-
-
-def _detail_text(detail: Any) -> str:
-    value = str(detail.get("value") or "")
-    kind = str(detail.get("type") or "text/html")
-    return tidy(value) if kind == "text/plain" else html_to_text(value)
-
-
-def _entry_title(entry: Any) -> str:
-    detail = entry.get("title_detail")
-    if detail:
-        return _detail_text(detail)
-    return tidy(str(entry.get("title") or ""))
-
-
-def _entry_text(entry: Any) -> str:
-    """Full content when the feed has it, else the summary, as plain text; media
-    descriptions are appended to the text, never in its place."""
-    contents = entry.get("content") or []
-    media = entry.get("media_content") or []
-    summary = entry.get("summary_detail")
-    if media and summary and all(c.get("type") == "text/plain" for c in contents):
-        # feedparser files <media:description> (an image's alt text in Mastodon's feeds)
-        # under ``content``; then the summary is the post itself.
-        described = [_media_line(media, i, _detail_text(c)) for i, c in enumerate(contents)]
-        return "\n\n".join(t for t in (_detail_text(summary), *described) if t)
-    if contents:
-        return "\n\n".join(t for t in (_detail_text(c) for c in contents) if t)
-    detail = entry.get("summary_detail")
-    if detail:
-        return _detail_text(detail)
-    return html_to_text(str(entry.get("summary") or ""))
-
-
-def _media_line(media: list[Any], index: int, description: str) -> str:
-    kind = str(media[index].get("medium") or "media") if index < len(media) else "media"
-    return f"[{kind}: {description}]" if description else ""
-
-
-# A Mastodon-style profile address: https://mastodon.social/@johndoe
-_PROFILE_PATH = re.compile(r"^/@([A-Za-z0-9_.-]+)/?$")
-
-
-def _feed_account(feed: Any, posted_by: str | None) -> tuple[str | None, str | None] | None:
-    """Who writes a feed whose entries name no author (Mastodon's do not): its profile
-    link gives ``name@host``, its title the display name; with ``posted_by`` set, the
-    title alone names the party."""
-    title = tidy(str(feed.get("title") or "")) or None
-    link = urlsplit(str(feed.get("link") or ""))
-    match = _PROFILE_PATH.match(link.path)
-    if match and link.hostname:
-        return f"{match.group(1)}@{link.hostname}", title
-    if posted_by and title:
-        return None, title
-    return None
-
-
-def _author(item: Any) -> tuple[str, str | None] | None:
-    """(handle, display name): an email address when the author gives one (it is what
-    the matching rules compare with), else the author's name."""
-    detail = item.get("author_detail") or {}
-    email = str(detail.get("email") or "").strip()
-    name = str(detail.get("name") or "").strip() or None
-    plain = str(item.get("author") or "").strip()
-    if email:
-        return email, name
-    if name:
-        return name, name
-    if plain:
-        return plain, plain
-    return None
 
 
 def _oldest_first(observations: list[Observation]) -> list[Observation]:
