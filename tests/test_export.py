@@ -362,9 +362,9 @@ def test_without_a_broad_unicode_font_the_pdf_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A machine without fonts-dejavu-core still gets a legible PDF (Latin text)."""
-    from service import report
+    from service import report, report_pdf
 
-    monkeypatch.setattr(report, "_FONT_DIRS", (tmp_path / "no-fonts",))
+    monkeypatch.setattr(report_pdf, "_FONT_DIRS", (tmp_path / "no-fonts",))
     report.pdf_fonts.cache_clear()
     try:
         sessions, populated = store

@@ -13,8 +13,8 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.platypus import SimpleDocTemplate
 
-from service.chart import GAP_FILL
-from service.report import Summary, chart_caption, chart_drawing, chart_svg, pdf_fonts
+from service.chart import GAP_FILL, chart_caption, chart_drawing, chart_svg
+from service.report import Summary, pdf_fonts
 
 START = date(2026, 1, 20)
 BLUE = (0x1F, 0x77, 0xB4)
