@@ -311,7 +311,7 @@ def test_example_config_runs_once_without_network_and_exits_zero(
     assert nocontact("check", "-c", str(config)).stdout.startswith(f"{config}: ok")
     result = nocontact("run", "-c", str(config), "--once")
     assert result.stdout.splitlines() == [
-        "community-forum: 5 item(s) read, 5 new evidence, 3 new violation(s)",
+        "community-forum: 6 item(s) read, 4 new evidence, 4 new violation(s)",
         "alerts: 0 sent, 0 failed, 0 still queued",
         f"next: `nocontact timeline -c {config}` lists the violations; `nocontact show ID` "
         "shows one whole",
@@ -325,6 +325,7 @@ def test_example_config_runs_once_without_network_and_exits_zero(
         ("contact", "jdoe"),
         ("suspected_alt", "j0hn.d0e"),
         ("third_party", "jdoe_friend"),
+        ("suspected_proxy", "pat_m"),
     ]
     assert (tmp_path / "nocontact.db").exists()
     assert oct((tmp_path / "nocontact.db").stat().st_mode & 0o777) == "0o600"
