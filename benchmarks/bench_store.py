@@ -20,8 +20,9 @@ from pathlib import Path
 from service import evidence
 from service.db import make_engine, migrate
 from service.hits import Hit
+from service.planner import AlertPlanner
 from service.settings import CaseSettings, Route
-from service.store import Store
+from service.store import PollRecord, Store
 from watchers.base import Observation
 
 START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -73,7 +74,7 @@ def hit_for(index: int) -> Hit:
 def time_store(folder: Path, items: list[Observation], batch: int) -> float:
     engine = make_engine("sqlite:///store.db", folder)
     migrate(engine)
-    store = Store(engine)
+    store = Store(engine, cases=[CASE], planner=AlertPlanner([CASE], ROUTES))
     store.sync_cases([CASE], START)
     began = time.perf_counter()
     for start in range(0, len(items), batch):
@@ -81,7 +82,7 @@ def time_store(folder: Path, items: list[Observation], batch: int) -> float:
         fresh = store.new_observations(chunk)
         hits = {i: [hit_for(i)] for i in range(len(fresh)) if (start + i) % HIT_EVERY == 0}
         now = START + timedelta(seconds=start)
-        store.record_poll("reddit", "reddit", fresh, hits, {}, [], {"bench": CASE}, ROUTES, now)
+        store.record_poll(PollRecord("reddit", "reddit", fresh, hits, {}, [], now))
     elapsed = time.perf_counter() - began
     engine.dispose()
     return elapsed

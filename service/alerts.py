@@ -21,27 +21,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+import re
+import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from apprise import Apprise, AppriseAsset, NotifyFormat, NotifyType
 from apprise.exception import AppriseException
-from sqlalchemy import func, select, true, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import models
+from service.compose import MAX_ROWS_PER_MESSAGE, ONE_MESSAGE_LANES, Composer, Rendered, Row
 from service.evidence import format_time
-from service.settings import SEVERITY_RANK, CaseSettings, Route, Settings
-from service.store import enqueue_alert
+from service.messages import CLOSING_LINE as CLOSING_LINE
+from service.messages import Message
+from service.settings import Route, Settings
 from watchers.toolkit.redact import Redactor, apprise_url_secrets
 from watchers.toolkit.redact import mask_apprise_url as mask_url
 from watchers.toolkit.text import one_line
 
 log = logging.getLogger(__name__)
-
-HealthEvent = Literal["failing", "recovered", "disabled"]
 
 # A claimed row is invisible to other replicas this long; it must exceed the time a
 # whole group takes to send (each Apprise target is capped by SERVICE_TIMEOUT).
@@ -49,26 +50,11 @@ LEASE = timedelta(minutes=5)
 SERVICE_TIMEOUT_SECONDS = 30
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
-# Beyond this many rows one message gets unreadable on a phone: send several.
-MAX_ROWS_PER_MESSAGE = 20
-QUOTE_LIMIT = 500
-MAX_QUOTED_ITEMS = 5
-MAX_LISTED_URLS = 10
+# Per-message priority on targets that have one, unless the URL sets its own:
+# high = urgent on ntfy; Pushover's emergency (repeats until acknowledged) never.
+NTFY_PRIORITY = {"high": "max", "medium": "high", "low": "default", "operator": "low"}
+PUSHOVER_PRIORITY = {"high": "high", "medium": "normal", "low": "moderate", "operator": "moderate"}
 ERROR_LIMIT = 300
-CLOSING_LINE = "The evidence is saved. You do not need to reply or act on this right now."
-
-_KIND_PHRASES = {
-    "contact": "contact by restrained party",
-    "suspected_alt": "suspected contact from a possible alternate account",
-    "mention": "mention by restrained party",
-    "third_party": "contact through an associate (third party)",
-    "suspected_proxy": "suspected contact through someone else naming the restrained party",
-}
-_HEALTH_PHRASES: dict[str, str] = {
-    "failing": "is failing",
-    "recovered": "has recovered",
-    "disabled": "is disabled",
-}
 
 
 class AlertError(Exception):
@@ -110,19 +96,6 @@ def _instantiate(url: str, asset: AppriseAsset | None = None) -> Any:
     return Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
 
 
-def validate_route_urls(settings: Settings) -> list[str]:
-    """One error line per route URL that no Apprise plugin accepts (for ``check``)."""
-    errors = []
-    for name, route in settings.alerts.items():
-        for index, url in enumerate(route.urls):
-            if _instantiate(url) is None:
-                errors.append(
-                    f"alerts.{name}.urls[{index}]: {mask_url(url)}: "
-                    "not a valid or supported Apprise URL"
-                )
-    return errors
-
-
 def default_asset() -> AppriseAsset:
     # storage_mode=memory: Apprise must not write cache files next to the evidence.
     return AppriseAsset(
@@ -134,175 +107,29 @@ def default_asset() -> AppriseAsset:
     )
 
 
-# --------------------------------------------------------------------------- rendering
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Block:
-    """One outbox row rendered for one route."""
-
-    title: str
-    body: str
-    severity: str
-    case_id: str | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Message:
-    title: str
-    body: str
-    notify_type: NotifyType
-
-
-def _when(value: datetime, zone: ZoneInfo) -> str:
-    local = value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-    return f"{format_time(value)} (local {local}, {zone.key})"
-
-
-def _distinct(values: Iterable[str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
-
-
-def _quote(text: str) -> str:
-    text = " ".join(text.split())
-    if len(text) > QUOTE_LIMIT:
-        text = text[: QUOTE_LIMIT - 1].rstrip() + "…"
-    return f"  > {text}"
-
-
-def render_violation(
-    violation: models.Violation,
-    case: CaseSettings | None,
-    reference: str | None,
-    *,
-    include_content: bool,
-) -> tuple[str, str]:
-    """Title and body of one violation alert: who, where, when, how serious, and
-    where the evidence is. The platform text only when the route asks for it."""
-    evidence = [link.evidence for link in violation.evidence_links]
-    timezone = case.timezone if case is not None else ZoneInfo("UTC")
-    phrase = _KIND_PHRASES.get(violation.kind, violation.kind.replace("_", " "))
-    severity = violation.severity.upper()
-    title = f"nocontact: {severity} — {phrase} ({violation.case_id})"
-    lines = [
-        f"{severity} — {phrase}",
-        f"Case: {violation.case_id}" + (f" · order {reference}" if reference else ""),
-        f"Kind: {violation.kind}",
-        f"Severity: {violation.severity}"
-        + (
-            f" · suspected (score {violation.score:.0f})"
-            if violation.suspected and violation.score is not None
-            else " · suspected"
-            if violation.suspected
-            else ""
-        ),
-        f"Platform: {', '.join(_distinct(e.platform for e in evidence)) or 'unknown'}",
-        f"Author: {', '.join(_distinct(e.author_handle for e in evidence)) or 'unknown'}",
-        f"When: {_when(violation.first_seen, timezone)}",
-    ]
-    if violation.last_seen != violation.first_seen:
-        lines.append(f"Last seen: {_when(violation.last_seen, timezone)}")
-    lines.append(f"Why: {violation.reason}")
-    lines.append(f"Evidence: {len(evidence)} item(s), stored and hashed")
-    urls = _distinct(e.url for e in evidence)
-    lines += [f"  {url}" for url in urls[:MAX_LISTED_URLS]]
-    if len(urls) > MAX_LISTED_URLS:
-        lines.append(f"  ({len(urls) - MAX_LISTED_URLS} more link(s) in the timeline)")
-    lines.append(f"Violation id: {violation.id} (nocontact timeline --case {violation.case_id})")
-    if include_content and evidence:
-        lines.append("")
-        lines.append("Quoted content (this route includes it; it may be distressing):")
-        for item in evidence[:MAX_QUOTED_ITEMS]:
-            lines.append(_quote(item.text))
-        if len(evidence) > MAX_QUOTED_ITEMS:
-            lines.append(f"  ({len(evidence) - MAX_QUOTED_ITEMS} more item(s) in the timeline)")
-    return title, "\n".join(lines)
-
-
-def _combine(blocks: Sequence[_Block]) -> _Message:
-    top = max(blocks, key=lambda b: SEVERITY_RANK.get(b.severity, 0)).severity
-    notify_type = NotifyType.WARNING if SEVERITY_RANK.get(top, 0) >= 1 else NotifyType.INFO
-    # Reassure rather than alarm: nothing is lost if the reader does nothing now.
-    closing = [CLOSING_LINE] if any(b.case_id for b in blocks) else []
-    if len(blocks) == 1:
-        return _Message(blocks[0].title, "\n\n".join([blocks[0].body, *closing]), notify_type)
-    counts = {
-        sev: sum(1 for b in blocks if b.severity == sev)
-        for sev in sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__, reverse=True)
-    }
-    summary = ", ".join(f"{n} {sev}" for sev, n in counts.items() if n)
-    cases = ", ".join(_distinct(b.case_id for b in blocks))
-    title = f"nocontact: {top.upper()} — {len(blocks)} alerts" + (f" ({cases})" if cases else "")
-    ordered = sorted(blocks, key=lambda b: -SEVERITY_RANK.get(b.severity, 0))
-    parts = [f"{len(blocks)} alerts: {summary}."]
-    for number, block in enumerate(ordered, start=1):
-        parts.append(f"— {number} of {len(blocks)} —\n{block.body}")
-    return _Message(title, "\n\n".join([*parts, *closing]), notify_type)
-
-
-def _render_health(
-    watcher: str, event: HealthEvent, message: str, now: datetime
-) -> tuple[str, str]:
-    title = f"nocontact: watcher {watcher} {_HEALTH_PHRASES[event]}"
-    body = "\n".join(
-        [
-            f"Watcher {watcher} {_HEALTH_PHRASES[event]}.",
-            message,
-            f"At: {format_time(now)}",
-            "Details: nocontact status",
-        ]
-    )
-    return title, body
-
-
-# --------------------------------------------------------------------------- outbox
-
-
-def enqueue_health_alert(
-    session: Session,
-    settings: Settings,
-    *,
-    watcher: str,
-    event: HealthEvent,
-    message: str,
-    episode: str,
-    now: datetime,
-) -> int:
-    """Queue one watcher-health alert per operator route, in the caller's transaction.
-    Exactly once per (watcher, event, episode, route): returns how many were new."""
-    title, body = _render_health(watcher, event, message, now)
-    severity = "low" if event == "recovered" else "high"
-    queued = 0
-    for route in settings.operator_routes():
-        # The store's enqueue is the one exactly-once outbox insert (ON CONFLICT DO
-        # NOTHING on dedup_key), so concurrent replicas cannot both queue it.
-        queued += enqueue_alert(
-            session,
-            dedup_key=f"health:{watcher}:{event}:{episode}:{route}",
-            route=route,
-            category="health",
-            severity=severity,
-            title=title,
-            body=body,
-            now=now,
-            due_at=now,
-        )
-    return queued
+# --------------------------------------------------------------------------- delivering
 
 
 @dataclasses.dataclass(slots=True)
 class _Claimed:
-    id: int
-    route: str
-    category: str
-    severity: str
-    violation_id: str | None
-    title: str | None
-    body: str | None
+    row: Row
     attempts: int
     lease_until: datetime
     ok_targets: set[str]
     errors: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+
+def with_priority(url: str, severity: str) -> str:
+    """``url`` with the ntfy or Pushover priority of ``severity`` added."""
+    scheme = url.split("://", 1)[0].lower()
+    table = {"ntfy": NTFY_PRIORITY, "ntfys": NTFY_PRIORITY, "pover": PUSHOVER_PRIORITY}.get(scheme)
+    if table is None or re.search(r"[?&]priority=", url):
+        return url
+    return f"{url}{'&' if '?' in url else '?'}priority={table.get(severity, 'default')}"
 
 
 def _backoff(row_id: int, attempts_before: int) -> timedelta:
@@ -328,18 +155,21 @@ class AlertDispatcher:
         self._asset = asset if asset is not None else default_asset()
         self._masked: dict[str, str] = {}
         self._scrubbers: dict[str, Redactor] = {}
+        self._composer = Composer(settings)
 
     # -- public ---------------------------------------------------------------
     def deliver_due(self, now: datetime, *, ignore_group_wait: bool = False) -> DeliveryReport:
         """Send every due row, one combined message per route and target."""
         sent = failed = 0
         errors: list[str] = []
-        for route_name, candidates in self._due_by_route(now, ignore_group_wait):
-            for start in range(0, len(candidates), MAX_ROWS_PER_MESSAGE):
-                claimed = self._claim(candidates[start : start + MAX_ROWS_PER_MESSAGE], now)
+        for route_name, lane, candidates in self._due_by_route(now, ignore_group_wait):
+            size = len(candidates) if lane in ONE_MESSAGE_LANES else MAX_ROWS_PER_MESSAGE
+            size = 1 if lane == "digest" else size
+            for start in range(0, len(candidates), size):
+                claimed = self._claim(candidates[start : start + size], now)
                 if not claimed:
                     continue
-                ok_rows, group_errors = self._deliver_group(route_name, claimed, now)
+                ok_rows, group_errors = self._deliver_group(route_name, lane, claimed, now)
                 sent += ok_rows
                 failed += len(claimed) - ok_rows
                 errors += group_errors
@@ -356,7 +186,7 @@ class AlertDispatcher:
                 f"If you can read this, alerts on route {name} reach this target. "
                 "No action is needed."
             )
-            message = _Message(title, body, NotifyType.INFO)
+            message = Message(title, body, NotifyType.INFO, "low")
             for url in self._settings.alerts[name].urls:
                 masked = self._mask(url)
                 ok, error = self._send(url, message)
@@ -377,12 +207,15 @@ class AlertDispatcher:
 
     def _due_by_route(
         self, now: datetime, ignore_group_wait: bool
-    ) -> list[tuple[str, list[tuple[int, datetime]]]]:
+    ) -> list[tuple[str, str, list[tuple[int, datetime]]]]:
         row = models.OutboxAlert
-        # `run --once` sends everything queued: group wait and retry backoff alike.
-        # That also overrides another replica's lease (the two cannot be told apart);
-        # the compare-and-set claim still stops two claims of the same snapshot.
-        due = true() if ignore_group_wait else row.next_attempt_at <= now
+        # `run --once` sends everything queued: group wait and retry backoff alike
+        # (not quiet hours nor a flood window: those wait for their time). That also
+        # overrides another replica's lease (the two cannot be told apart); the
+        # compare-and-set claim still stops two claims of the same snapshot.
+        due = row.next_attempt_at <= now
+        if ignore_group_wait:
+            due = or_(due, row.category.not_in(ONE_MESSAGE_LANES))
         with self._sessions() as session:
             found = session.execute(
                 select(row.id, row.route, row.category, row.next_attempt_at)
@@ -392,7 +225,7 @@ class AlertDispatcher:
         groups: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
         for row_id, route, category, next_attempt_at in found:
             groups.setdefault((route, category), []).append((row_id, next_attempt_at))
-        return [(route, rows) for (route, _), rows in groups.items()]
+        return [(route, lane, rows) for (route, lane), rows in groups.items()]
 
     def _claim(self, candidates: Sequence[tuple[int, datetime]], now: datetime) -> list[_Claimed]:
         """Compare-and-set each row's next_attempt_at to a lease: a row another
@@ -422,13 +255,15 @@ class AlertDispatcher:
                 ok_targets.setdefault(outbox_id, set()).add(key)
             return [
                 _Claimed(
-                    id=r.id,
-                    route=r.route,
-                    category=r.category,
-                    severity=r.severity,
-                    violation_id=r.violation_id,
-                    title=r.title,
-                    body=r.body,
+                    row=Row(
+                        id=r.id,
+                        dedup_key=r.dedup_key,
+                        severity=r.severity,
+                        violation_id=r.violation_id,
+                        title=r.title,
+                        body=r.body,
+                        created_at=r.created_at,
+                    ),
                     attempts=r.attempts,
                     lease_until=lease_until,
                     ok_targets=ok_targets.get(r.id, set()),
@@ -438,7 +273,7 @@ class AlertDispatcher:
 
     # -- delivering ---------------------------------------------------------------
     def _deliver_group(
-        self, route_name: str, claimed: list[_Claimed], now: datetime
+        self, route_name: str, lane: str, claimed: list[_Claimed], now: datetime
     ) -> tuple[int, list[str]]:
         route = self._settings.alerts.get(route_name)
         if route is None:
@@ -449,16 +284,41 @@ class AlertDispatcher:
             for item in claimed:
                 item.errors.append(missing)
             return self._finish(claimed, [], now), [missing]
-        blocks = self._render_blocks(claimed, route)
+        # Rendered, then the session is closed before any send: on SQLite a session
+        # open across the sends would hold the lock the delivery log needs.
+        with self._sessions() as session:
+            rendered = self._composer.render(
+                session, route_name, route, [c.row for c in claimed], now
+            )
+        for item in claimed:
+            if item.id in rendered.errors:
+                lost = rendered.errors[item.id]
+                log.error("alert %s cannot be rendered: %s; it stays queued", item.id, lost)
+                item.errors.append(lost)
+        errors = self._send_to_targets(route_name, route, lane, claimed, rendered, now)
+        return self._finish(claimed, route.urls, now), errors
+
+    def _send_to_targets(
+        self,
+        route_name: str,
+        route: Route,
+        lane: str,
+        claimed: list[_Claimed],
+        rendered: Rendered,
+        now: datetime,
+    ) -> list[str]:
+        """One message per target, of the rows that target has not received yet; every
+        row of it logged with the same message id (the notification log)."""
         errors = []
         for url in route.urls:
             key = target_key(url)
-            waiting = [c for c in claimed if key not in c.ok_targets and c.id in blocks]
+            waiting = [c for c in claimed if key not in c.ok_targets and c.id in rendered.blocks]
             if not waiting:
                 continue
             masked = self._mask(url)
-            ok, error = self._send(url, _combine([blocks[c.id] for c in waiting]))
-            self._record_attempts(waiting, key, masked, ok, error, now)
+            message = self._composer.compose(lane, route, [c.row for c in waiting], rendered)
+            ok, error = self._send(url, message)
+            self._record_attempts(waiting, key, masked, (ok, error, str(uuid.uuid4())), now)
             self._log_outcome(route_name, masked, ok, error, rows=len(waiting))
             for item in waiting:
                 if ok:
@@ -467,52 +327,7 @@ class AlertDispatcher:
                     item.errors.append(f"{masked}: {error}")
             if not ok:
                 errors.append(f"route {route_name}: {masked}: {error}")
-        return self._finish(claimed, route.urls, now), errors
-
-    def _render_blocks(self, claimed: list[_Claimed], route: Route) -> dict[int, _Block]:
-        """Render each row once; a row that cannot be rendered stays pending with
-        its reason, and the others go out."""
-        blocks: dict[int, _Block] = {}
-        violation_ids = [c.violation_id for c in claimed if c.violation_id]
-        with self._sessions() as session:
-            violations = {
-                v.id: v
-                for v in session.scalars(
-                    select(models.Violation)
-                    .where(models.Violation.id.in_(violation_ids))
-                    .options(
-                        selectinload(models.Violation.evidence_links).selectinload(
-                            models.ViolationEvidence.evidence
-                        )
-                    )
-                )
-            }
-            for item in claimed:
-                if item.category != "violation":
-                    title = item.title or f"nocontact: {item.category} alert"
-                    blocks[item.id] = _Block(title, item.body or title, item.severity, None)
-                    continue
-                violation = violations.get(item.violation_id or "")
-                if violation is None:
-                    lost = f"violation {item.violation_id} not found in the store"
-                    log.error("alert %s cannot be rendered: %s; it stays queued", item.id, lost)
-                    item.errors.append(lost)
-                    continue
-                case, reference = self._case(session, violation.case_id)
-                title, body = render_violation(
-                    violation, case, reference, include_content=route.include_content
-                )
-                blocks[item.id] = _Block(title, body, violation.severity, violation.case_id)
-        return blocks
-
-    def _case(self, session: Session, case_id: str) -> tuple[CaseSettings | None, str | None]:
-        try:
-            case = self._settings.case(case_id)
-        except KeyError:
-            # Removed from config since: the stored copy still names the order.
-            stored = session.get(models.Case, case_id)
-            return None, stored.reference if stored is not None else None
-        return case, case.order.reference
+        return errors
 
     def _mask(self, url: str) -> str:
         if url not in self._masked:
@@ -526,9 +341,9 @@ class AlertDispatcher:
             self._scrubbers[url] = Redactor(secrets, mask_urls=False, apprise_urls=True)
         return self._scrubbers[url]
 
-    def _send(self, url: str, message: _Message) -> tuple[bool, str | None]:
+    def _send(self, url: str, message: Message) -> tuple[bool, str | None]:
         """One notification to one target; (ok, masked one-line error)."""
-        plugin = _instantiate(url, self._asset)
+        plugin = _instantiate(with_priority(url, message.severity), self._asset)
         if plugin is None:
             return False, "not a valid or supported Apprise URL"
         apobj = Apprise(asset=self._asset)
@@ -555,11 +370,12 @@ class AlertDispatcher:
         rows: Sequence[_Claimed],
         key: str,
         masked: str,
-        ok: bool,
-        error: str | None,
+        outcome: tuple[bool, str | None, str],
         now: datetime,
     ) -> None:
-        # Committed right after the send: a crash from here on re-sends at most once.
+        """``outcome`` is (ok, error, message id). Committed right after the send: a
+        crash from here on re-sends at most once."""
+        ok, error, message_id = outcome
         with self._sessions.begin() as session:
             session.add_all(
                 models.DeliveryAttempt(
@@ -569,6 +385,7 @@ class AlertDispatcher:
                     attempted_at=now,
                     ok=ok,
                     error=error,
+                    message=message_id,
                 )
                 for item in rows
             )

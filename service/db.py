@@ -177,15 +177,6 @@ def session_factory(engine: Engine, *, readonly: bool = False) -> sessionmaker[S
     return sessionmaker(bind=engine if readonly else writer(engine), expire_on_commit=False)
 
 
-def check_connection(engine: Engine) -> None:
-    """Connect once, turning any failure into a one-line ``StoreError``."""
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError) as exc:
-        raise _cannot_open(engine.url, _reason(exc)) from None
-
-
 @contextlib.contextmanager
 def database_errors(engine: Engine) -> Iterator[None]:
     """Turn a driver or SQLAlchemy error into a one-line ``StoreError``.

@@ -8,14 +8,21 @@ cron job or another machine pointed at the same PostgreSQL database.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.evidence import format_time
 from service.models import Heartbeat, WatcherState
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_SECONDS = 10
 
 # Three missed beats of a 30 s heartbeat: one slow poll or GC pause is not an outage.
 DEFAULT_STALE_AFTER = timedelta(seconds=90)
@@ -156,3 +163,19 @@ def _watcher_problem(state: WatcherState, threshold: int) -> str | None:
             f"last error: {state.last_error or 'unknown'}"
         )
     return None
+
+
+def ping(url: str) -> bool:
+    """GET the dead-man's switch (healthchecks.io, Uptime Kuma push): "still running".
+
+    The URL's path and query are its secret, so only its host is ever logged."""
+    host = urlsplit(url).hostname or "?"
+    try:
+        response = httpx.get(url, timeout=PING_TIMEOUT_SECONDS, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        log.warning("heartbeat ping to %s failed: %s", host, type(exc).__name__)
+        return False
+    if response.is_error:
+        log.warning("heartbeat ping to %s failed: HTTP %d", host, response.status_code)
+        return False
+    return True

@@ -255,6 +255,10 @@ def settings_secrets(settings: Settings) -> list[str]:
     for route in settings.alerts.values():
         for url in route.urls:
             found.extend(apprise_url_secrets(url))
+    if settings.heartbeat_url:
+        # A push URL's last path segment is its token (healthchecks.io, Uptime Kuma).
+        token = urlsplit(settings.heartbeat_url).path.rstrip("/").rsplit("/", 1)[-1]
+        found.extend([settings.heartbeat_url, token])
     db_password = urlsplit(settings.database).password
     if db_password:
         found.append(unquote(db_password))

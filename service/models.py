@@ -234,6 +234,9 @@ class DeliveryAttempt(Base):
     attempted_at: Mapped[datetime]
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
+    # The notification this row went out in: attempts sharing it were one message
+    # (a flood or quiet-hours fold lists which alerts it carried).
+    message: Mapped[str | None] = mapped_column(String(36), index=True)
 
 
 class Heartbeat(Base):

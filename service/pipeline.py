@@ -1,8 +1,9 @@
-"""One poll of one watcher: poll → keep only new content → match → store and queue alerts.
+"""One poll of one watcher: poll → keep only new content → match → store.
 
-Evidence and the alerts about it are written in one transaction by the store, before
-any delivery is attempted. A failing watcher is recorded and reported; it never
-raises out of here, so one platform's trouble cannot stop the others.
+Evidence and the alerts about it are written in one transaction by the store (its
+alert planner decides the alerts), before any delivery is attempted. A failing
+watcher is recorded and reported; it never raises out of here, so one platform's
+trouble cannot stop the others.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from service.alerts import enqueue_health_alert
 from service.hits import Hit
 from service.matching import Matcher
 from service.settings import CaseSettings, Settings
-from service.store import Store, WatcherStateView
+from service.store import PollRecord, Store
 from watchers.base import (
     AccountInfo,
     AuthError,
@@ -35,9 +33,6 @@ from watchers.base import (
 
 log = logging.getLogger(__name__)
 
-HealthEvent = Literal["failing", "recovered", "disabled"]
-
-FAILURE_ALERT_THRESHOLD = 3
 MAX_BACKOFF = timedelta(hours=1)
 
 
@@ -91,17 +86,14 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        sessions: sessionmaker[Session],
         store: Store,
         *,
         clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
-        self.sessions = sessions
         self.store = store
         self.clock = clock
         self.matcher = Matcher(settings.cases)
-        self._cases = {case.id: case for case in settings.cases}
         self._watchers: dict[str, Watcher] = {}
         self._watcher_settings = {w.display_name: w for w in settings.watchers}
         # Set by the long-running scheduler: asks for an early poll of the named watcher
@@ -132,7 +124,7 @@ class Pipeline:
             new = self.store.new_observations(result.observations)
             hits = self._match(settings, watcher, new)
         except WatcherError as exc:
-            return self._failed(settings, exc, _episode(view))
+            return self._failed(settings, exc)
         except Exception as exc:  # a bug in one watcher must not stop the others
             # Its text may carry a URL with a token, so only the type is recorded.
             log.debug("watcher %s raised", name, exc_info=True)
@@ -140,31 +132,18 @@ class Pipeline:
                 f"unexpected {type(exc).__name__} in the {settings.type} watcher "
                 "(details in the log with --debug)"
             )
-            return self._failed(settings, error, _episode(view))
-        now = self.clock()
+            return self._failed(settings, error)
         recorded = self.store.record_poll(
-            name,
-            settings.type,
-            new,
-            hits,
-            result.state,
-            result.status_notes,
-            self._cases,
-            self.settings.alerts,
-            now,
+            PollRecord(
+                watcher=name,
+                watcher_type=settings.type,
+                observations=new,
+                hits=hits,
+                state=result.state,
+                status_notes=result.status_notes,
+                now=self.clock(),
+            )
         )
-        if view is not None and view.failing_alerted:
-            log.info("watcher %s recovered", name)
-            with self.sessions.begin() as session:
-                enqueue_health_alert(
-                    session,
-                    self.settings,
-                    watcher=name,
-                    event="recovered",
-                    message=f"watcher {name} is working again",
-                    episode=_episode(view),
-                    now=now,
-                )
         return PollOutcome(
             name,
             ok=True,
@@ -187,49 +166,21 @@ class Pipeline:
                 hits[index] = found
         return hits
 
-    def _failed(self, settings: WatcherSettings, exc: WatcherError, episode: str) -> PollOutcome:
+    def _failed(self, settings: WatcherSettings, exc: WatcherError) -> PollOutcome:
+        """Record a failed poll; the store's planner queues any health alert with it."""
         name = settings.display_name
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        now = self.clock()
         disable = isinstance(exc, AuthError)
-        failure = self.store.record_failure(name, settings.type, message, now, disable=disable)
+        failure = self.store.record_failure(
+            name, settings.type, message, self.clock(), disable=disable
+        )
         if failure.consecutive_failures == 1 or disable:
             # Logged once when a source starts failing; the recovery is logged once too.
             log.warning("watcher %s failing: %s", name, message)
-        if disable:
-            self._queue_health(
-                name, "disabled", f"watcher {name} is disabled: {message}", episode, now
-            )
-        elif (
-            failure.consecutive_failures >= FAILURE_ALERT_THRESHOLD and not failure.failing_alerted
-        ):
-            self._queue_health(
-                name,
-                "failing",
-                f"watcher {name} is failing: {message} "
-                f"({failure.consecutive_failures} failures in a row)",
-                episode,
-                now,
-            )
-            self.store.mark_failing_alerted(name)
         retry_after = self._backoff(settings, failure.consecutive_failures)
         if isinstance(exc, RateLimitedError) and exc.retry_after:
             retry_after = max(retry_after, timedelta(seconds=exc.retry_after))
         return PollOutcome(name, ok=False, error=message, disabled=disable, retry_after=retry_after)
-
-    def _queue_health(
-        self, watcher: str, event: HealthEvent, message: str, episode: str, now: datetime
-    ) -> None:
-        with self.sessions.begin() as session:
-            enqueue_health_alert(
-                session,
-                self.settings,
-                watcher=watcher,
-                event=event,
-                message=message,
-                episode=episode,
-                now=now,
-            )
 
     @staticmethod
     def _backoff(settings: WatcherSettings, failures: int) -> timedelta:
@@ -239,14 +190,6 @@ class Pipeline:
         factor: int = 2 ** min(failures - 1, 10)
         grown: timedelta = settings.every * factor
         return min(grown, max(settings.every, MAX_BACKOFF))
-
-
-def _episode(view: WatcherStateView | None) -> str:
-    """Names one run of failures: the last success before it. Health alerts are keyed
-    on it, so each run of failures alerts once, and its recovery once."""
-    if view is None or view.last_success_at is None:
-        return "never-succeeded"
-    return view.last_success_at.strftime("%Y%m%dT%H%M%SZ")
 
 
 class _SafeLookup:

@@ -30,10 +30,11 @@ from service.alerts import AlertDispatcher, DeliveryReport
 from service.concurrency import HostLimiter, hosts, run_bounded
 from service.config import LoadedConfig
 from service.db import make_engine, migrate, session_factory
-from service.health import beat
+from service.health import beat, ping
 from service.leases import Leases
 from service.models import WatcherState
 from service.pipeline import Pipeline, PollOutcome
+from service.planner import AlertPlanner
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,25 @@ class OnceReport:
 class Service:
     """The store, pipeline and dispatcher for one config, built once per process."""
 
-    def __init__(self, loaded: LoadedConfig, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        intervals: tuple[timedelta, timedelta] = (ALERT_INTERVAL, HEARTBEAT_INTERVAL),
+    ) -> None:
+        """``intervals`` are (alert delivery, heartbeat); tests shorten them."""
         self.loaded = loaded
         self.settings = loaded.settings
         self.clock = clock
         self.engine = make_engine(self.settings.database, loaded.base_dir)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
-        self.store = Store(self.engine)
+        self.planner = AlertPlanner.from_settings(self.settings)
+        self.store = Store(self.engine, cases=self.settings.cases, planner=self.planner)
         self.store.sync_cases(self.settings.cases, clock())
         self._enable_watchers_again()
-        self.pipeline = Pipeline(self.settings, self.sessions, self.store, clock=clock)
+        self.pipeline = Pipeline(self.settings, self.store, clock=clock)
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.limiter = HostLimiter()
@@ -76,6 +85,10 @@ class Service:
         self._woken: set[str] = set()
         self._polling: set[str] = set()
         self._wake_lock = threading.Lock()
+        self.alert_interval, self.heartbeat_interval = intervals
+        # Set by a good poll, cleared by the ping it earns: the dead-man's switch is
+        # pinged only while polls succeed, never when every watcher fails.
+        self._good_poll = threading.Event()
 
     def _enable_watchers_again(self) -> None:
         """A watcher disabled for bad credentials gets one new try per start, so that
@@ -94,17 +107,25 @@ class Service:
 
     def heartbeat(self) -> None:
         beat(self.sessions, self.instance, self.started_at, self.clock())
+        url = self.settings.heartbeat_url
+        if url and self._good_poll.is_set():
+            self._good_poll.clear()
+            ping(url)
 
     def run_once(self) -> OnceReport:
         """Every watcher once, then every queued alert, without waiting out group_wait."""
-        self.heartbeat()
         polls = run_bounded(
             lambda w: self.pipeline.poll(w.display_name),
             self.settings.watchers,
             max_workers=self.settings.max_concurrent_polls,
             limiter=self.limiter,
         )
-        delivery = self.dispatcher.deliver_due(self.clock(), ignore_group_wait=True)
+        if any(poll.ok for poll in polls):
+            self._good_poll.set()
+        self.heartbeat()
+        now = self.clock()
+        self.store.tick(now)
+        delivery = self.dispatcher.deliver_due(now, ignore_group_wait=True)
         return OnceReport(polls=polls, delivery=delivery)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
@@ -120,7 +141,8 @@ class Service:
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
-        now = self.clock()
+        # APScheduler runs on the wall clock; the injected clock dates what is recorded.
+        now = utcnow()
         for watcher in self.settings.watchers:
             every = watcher.every.total_seconds()
             scheduler.add_job(
@@ -135,13 +157,13 @@ class Service:
             )
         scheduler.add_job(
             self._deliver_job,
-            IntervalTrigger(seconds=ALERT_INTERVAL.total_seconds()),
+            IntervalTrigger(seconds=self.alert_interval.total_seconds()),
             id="deliver-alerts",
             next_run_time=now,
         )
         scheduler.add_job(
             self.heartbeat,
-            IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
+            IntervalTrigger(seconds=self.heartbeat_interval.total_seconds()),
             id="heartbeat",
             next_run_time=now,
         )
@@ -196,6 +218,7 @@ class Service:
             with contextlib.suppress(JobLookupError):
                 scheduler.modify_job(_job_id(name), next_run_time=self.clock())
         if outcome.ok:
+            self._good_poll.set()
             if outcome.new_evidence:
                 log.info(
                     "watcher %s: %d new evidence item(s), %d new violation(s)",
@@ -205,12 +228,14 @@ class Service:
                 )
             return
         if outcome.retry_after is not None and not outcome.disabled:
-            scheduler.modify_job(_job_id(name), next_run_time=self.clock() + outcome.retry_after)
+            scheduler.modify_job(_job_id(name), next_run_time=utcnow() + outcome.retry_after)
         if outcome.disabled:
             scheduler.pause_job(_job_id(name))
 
     def _deliver_job(self) -> None:
-        report = self.dispatcher.deliver_due(self.clock())
+        now = self.clock()
+        self.store.tick(now)  # digests due by the clock
+        report = self.dispatcher.deliver_due(now)
         if report.sent or report.failed:
             log.info("alerts: %d sent, %d failed", report.sent, report.failed)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,7 +28,8 @@ from pydantic import (
 from watchers.base import Duration, WatcherSettings
 
 Severity = Literal["low", "medium", "high"]
-SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+# "operator" is the severity of watcher-health alerts: below every violation.
+SEVERITY_RANK: dict[str, int] = {"operator": -1, "low": 0, "medium": 1, "high": 2}
 Term = Literal["no_contact", "no_mention"]
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -150,6 +151,31 @@ class CaseSettings(_Strict):
         return value
 
 
+def _clock_time(value: object) -> object:
+    if isinstance(value, time):
+        return value
+    # A string, so that YAML's 1.1 sexagesimal ints (08:00 → 480) never slip through.
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", value.strip()):
+        raise ValueError('write a time of day in quotes, like "08:00"')
+    hour, _, rest = value.strip().partition(":")
+    return time.fromisoformat(f"{int(hour):02d}:{rest}")
+
+
+def _time_range(value: object) -> object:
+    if isinstance(value, tuple) and all(isinstance(part, time) for part in value):
+        return value
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise ValueError('write it like "22:00-07:00"')
+    start, end = (_clock_time(part.strip()) for part in value.split("-"))
+    if start == end:
+        raise ValueError("start and end must differ")
+    return (start, end)
+
+
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+TimeRange = Annotated[tuple[time, time], BeforeValidator(_time_range)]
+
+
 class Route(_Strict):
     # A URL written as ${VAR:-} with VAR unset is null and dropped: the route then sends
     # nothing, which is how the example config runs before an alert URL is set.
@@ -158,6 +184,19 @@ class Route(_Strict):
     include_content: bool = False
     group_wait: Duration = Field(default=timedelta(seconds=60))
     operator: bool = False
+    # README "Alerts on your phone": follow-ups, flood control, quiet hours, digest.
+    group_interval: Duration = Field(default=timedelta(minutes=5))
+    max_per_hour: int = Field(default=12, ge=1)
+    quiet_hours: TimeRange | None = None  # in the case's time zone
+    break_through: Severity = "high"
+    digest: ClockTime | None = None
+
+    @field_validator("group_interval")
+    @classmethod
+    def _at_least_ten_seconds(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=10):
+            raise ValueError("must be at least 10s")
+        return value
 
     @field_validator("urls", mode="before")
     @classmethod
@@ -185,6 +224,19 @@ class Settings(_Strict):
     alerts: dict[str, Route] = Field(default_factory=dict)
     # Polls in flight at once (each source still at most 2 per host).
     max_concurrent_polls: int = Field(default=16, ge=1, le=256)
+    # Pinged after each good cycle (a healthchecks.io or Uptime Kuma push URL).
+    heartbeat_url: str | None = None
+    # Links in alerts: <public_url>/v/<violation id>.
+    public_url: str | None = None
+
+    @field_validator("heartbeat_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # ${HEARTBEAT_URL:-} left empty: not configured
+        if not re.match(r"^https?://[^/\s]+", value.strip()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:

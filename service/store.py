@@ -2,10 +2,11 @@
 outbox and the watchers' state.
 
 Writes of one poll happen in one transaction (``Store.record_poll``): evidence rows,
-the violations they join or open, and the alerts about them are committed together,
-or not at all. Appending to the hash chain locks the single ``chain_head`` row
-(``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so replicas
-append one after another and never store the same item twice.
+the violations they join or open, and the alerts the planner (``service.planner``)
+queues about them are committed together, or not at all. Appending to the hash chain
+locks the single ``chain_head`` row (``SELECT … FOR UPDATE`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite), so replicas append one after another and never store
+the same item twice.
 """
 
 from __future__ import annotations
@@ -13,43 +14,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from service import evidence
 from service.db import StoreError, database_errors, session_factory
+from service.grouping import NewEvidence, PollWrite
 from service.hits import Hit
 from service.models import (
     Case,
     ChainHead,
     Evidence,
     OutboxAlert,
-    Violation,
-    ViolationEvidence,
     WatcherState,
     utcnow,
 )
-from service.settings import SEVERITY_RANK, CaseSettings, Route
+from service.outbox import dialect_insert, insert_ignore
+from service.planner import AlertPlanner, WatcherFailure, episode
+from service.settings import CaseSettings
 from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Observation
 
 log = logging.getLogger(__name__)
 
-# Violation kinds from least to most serious; a joined violation takes the most serious.
-KIND_RANK: dict[str, int] = {
-    "mention": 1,
-    "third_party": 1,
-    "suspected_proxy": 1,
-    "suspected_alt": 2,
-    "contact": 3,
-}
 _CHUNK = 500
 
 _ItemKey = tuple[str, str]  # (platform, native_id)
@@ -93,6 +84,21 @@ class RecordResult:
     recovered: bool = False
     # Of new_violations, those outside the order period: kept, but not violations.
     new_outside_period: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollRecord:
+    """One successful poll of one watcher, as ``Store.record_poll`` stores it."""
+
+    watcher: str
+    watcher_type: str
+    observations: Sequence[Observation]
+    # An index into ``observations`` → that observation's hits.
+    hits: Mapping[int, Sequence[Hit]]
+    # The watcher's new cursor and status notes.
+    state: Mapping[str, Any]
+    status_notes: Sequence[str]
+    now: datetime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,67 +176,6 @@ def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, 
     return found
 
 
-# ---------------------------------------------------------------- dialect helpers
-
-
-def _dialect_insert(session: Session, table: Table) -> Any:
-    """An INSERT that supports ``on_conflict_do_*`` on the session's backend."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return pg_insert(table)
-    if name == "sqlite":
-        return sqlite_insert(table)
-    raise StoreError(f"unsupported database backend {name!r}: use sqlite or postgresql")
-
-
-def _insert_ignore(session: Session, table: Table, values: Mapping[str, Any], key: str) -> bool:
-    """Insert a row unless one with the same ``key`` exists; True when inserted."""
-    statement = _dialect_insert(session, table).values(**values)
-    statement = statement.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
-    # RETURNING, not rowcount: drivers disagree on rowcount for INSERT … ON CONFLICT.
-    return session.connection().execute(statement).first() is not None
-
-
-def enqueue_alert(
-    session: Session,
-    *,
-    dedup_key: str,
-    route: str,
-    category: str,
-    severity: str,
-    title: str | None,
-    body: str | None,
-    now: datetime,
-    due_at: datetime | None = None,
-    violation_id: str | None = None,
-) -> bool:
-    """Queue one alert unless an alert with ``dedup_key`` was ever queued (exactly-once
-    per key, across replicas and restarts). Returns True when a row was added."""
-    _require_aware(now)
-    due = due_at if due_at is not None else now
-    # Unflushed violations must reach the database before an alert refers to them.
-    session.flush()
-    return _insert_ignore(
-        session,
-        OutboxAlert.__table__,  # type: ignore[arg-type]
-        {
-            "dedup_key": dedup_key,
-            "route": route,
-            "category": category,
-            "violation_id": violation_id,
-            "severity": severity,
-            "title": title,
-            "body": body,
-            "created_at": now,
-            "due_at": due,
-            "next_attempt_at": due,
-            "attempts": 0,
-            "state": "pending",
-        },
-        "dedup_key",
-    )
-
-
 def _state_view(row: WatcherState) -> WatcherStateView:
     return WatcherStateView(
         name=row.name,
@@ -258,179 +203,25 @@ def _case_values(case: CaseSettings, now: datetime) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- one poll's write
-
-
-@dataclasses.dataclass(slots=True)
-class _NewEvidence:
-    index: int  # into the poll's observations, which index the hits
-    evidence_id: int
-    platform: str
-    fingerprint: str | None  # None for empty text, which must never join by content
-    moment: datetime  # posted_at, else captured_at
-
-
-@dataclasses.dataclass(slots=True)
-class _PollWrite:
-    """The state of one ``record_poll`` transaction."""
-
-    session: Session
-    cases: Mapping[str, CaseSettings]
-    routes: Mapping[str, Route]
-    now: datetime
-    created: dict[str, Violation] = dataclasses.field(default_factory=dict)
-    joined: dict[str, Violation] = dataclasses.field(default_factory=dict)
-    severity_before: dict[str, str] = dataclasses.field(default_factory=dict)
-    links: set[tuple[str, int]] = dataclasses.field(default_factory=set)
-    queued: int = 0
-
-    def add_hit(self, hit: Hit, item: _NewEvidence) -> None:
-        case = self.cases.get(hit.case_id)
-        if case is None:
-            # A bug upstream; failing the poll would lose the evidence, so keep it.
-            log.error("hit for case %s, which is not in the config; evidence kept", hit.case_id)
-            return
-        violation = self._find_violation(case, hit, item)
-        if violation is None:
-            violation = self._open_violation(hit, item.moment)
-        else:
-            self._widen(violation, hit, item.moment)
-        if (violation.id, item.evidence_id) not in self.links:
-            self.links.add((violation.id, item.evidence_id))
-            self.session.add(
-                ViolationEvidence(
-                    violation_id=violation.id, evidence_id=item.evidence_id, reason=hit.reason
-                )
-            )
-
-    def _find_violation(self, case: CaseSettings, hit: Hit, item: _NewEvidence) -> Violation | None:
-        """The violation this hit joins, if any.
-
-        "Near" means the item's time lies within the case's ``group_window`` of the
-        violation's span [first_seen, last_seen] (so items that arrive out of order
-        still join), in the same case and on the same side of the order period.
-        """
-        window = case.group_window
-        near = and_(
-            Violation.case_id == case.id,
-            Violation.in_order_period == hit.in_order_period,
-            Violation.first_seen <= item.moment + window,
-            Violation.last_seen >= item.moment - window,
-        )
-        if item.fingerprint is not None:
-            # The same words on another platform at about the same time: one post seen
-            # through two sources (a mirror and the API). Same-platform items with equal
-            # text are distinct posts; they may still group by author below.
-            same_content = (
-                select(Violation)
-                .join(ViolationEvidence, ViolationEvidence.violation_id == Violation.id)
-                .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
-                .where(
-                    near,
-                    Evidence.text_fingerprint == item.fingerprint,
-                    Evidence.platform != item.platform,
-                )
-                .order_by(Violation.last_seen.desc())
-                .limit(1)
-            )
-            found = self.session.scalars(same_content).first()
-            if found is not None:
-                return found
-        same_author = (
-            select(Violation)
-            .where(near, Violation.author_key == hit.author_key)
-            .order_by(Violation.last_seen.desc())
-            .limit(1)
-        )
-        return self.session.scalars(same_author).first()
-
-    def _open_violation(self, hit: Hit, moment: datetime) -> Violation:
-        violation = Violation(
-            id=str(uuid.uuid4()),
-            case_id=hit.case_id,
-            kind=hit.kind,
-            severity=hit.severity,
-            suspected=hit.suspected,
-            score=hit.score,
-            reason=hit.reason,
-            author_key=hit.author_key,
-            first_seen=moment,
-            last_seen=moment,
-            created_at=self.now,
-            in_order_period=hit.in_order_period,
-        )
-        self.session.add(violation)
-        self.created[violation.id] = violation
-        return violation
-
-    def _widen(self, violation: Violation, hit: Hit, moment: datetime) -> None:
-        if violation.id not in self.created and violation.id not in self.joined:
-            self.joined[violation.id] = violation
-            self.severity_before[violation.id] = violation.severity
-        violation.first_seen = min(violation.first_seen, moment)
-        violation.last_seen = max(violation.last_seen, moment)
-        more_serious = KIND_RANK[hit.kind] > KIND_RANK[violation.kind]
-        if more_serious:
-            violation.kind = hit.kind
-        if SEVERITY_RANK[hit.severity] > SEVERITY_RANK[violation.severity]:
-            violation.severity = hit.severity
-            more_serious = True
-        if more_serious:
-            violation.reason = hit.reason
-        # A violation is only "suspected" while every hit in it is.
-        violation.suspected = violation.suspected and hit.suspected
-        if hit.score is not None:
-            violation.score = max(violation.score or 0.0, hit.score)
-
-    def queue_alerts(self) -> None:
-        """Alerts for new violations, and for joined ones whose severity rose past a
-        route's ``min_severity`` (the dedup key keeps each route to one alert)."""
-        for violation in self.created.values():
-            self._alert_routes(violation)
-        for violation_id, violation in self.joined.items():
-            before = self.severity_before[violation_id]
-            if SEVERITY_RANK[violation.severity] > SEVERITY_RANK[before]:
-                self._alert_routes(violation)
-
-    def _alert_routes(self, violation: Violation) -> None:
-        if not violation.in_order_period:
-            return
-        case = self.cases[violation.case_id]
-        for name in case.alert:
-            route = self.routes.get(name)
-            if route is None:
-                # Config validation rejects this; never fail the evidence over it.
-                log.error("case %s names unknown alert route %s; alert not queued", case.id, name)
-                continue
-            if (
-                not route.urls
-                or SEVERITY_RANK[route.min_severity] > SEVERITY_RANK[violation.severity]
-            ):
-                continue  # a route whose only URL is an unset ${VAR:-} sends nothing
-            due = self.now + route.group_wait
-            if enqueue_alert(
-                self.session,
-                dedup_key=f"violation:{violation.id}:{name}",
-                route=name,
-                category="violation",
-                severity=violation.severity,
-                title=None,
-                body=None,
-                now=self.now,
-                due_at=due,
-                violation_id=violation.id,
-            ):
-                self.queued += 1
-
-
 # ---------------------------------------------------------------- the store
 
 
 class Store:
     """All reads and writes of the evidence store (see the module docstring)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cases: Iterable[CaseSettings] = (),
+        planner: AlertPlanner | None = None,
+    ) -> None:
+        """``cases`` are the configured cases (violations are grouped by their
+        settings); ``planner`` queues the alerts of each change, and without one
+        nothing is queued (the read-only commands and benchmarks)."""
         self.engine = engine
+        self._cases = {case.id: case for case in cases}
+        self._planner = planner
         self._write = session_factory(engine)
         self._read = session_factory(engine, readonly=True)
 
@@ -445,7 +236,7 @@ class Store:
         with self._errors(), self._write.begin() as session:
             for case in cases:
                 values = _case_values(case, now)
-                statement = _dialect_insert(session, Case.__table__)  # type: ignore[arg-type]
+                statement = dialect_insert(session, Case.__table__)  # type: ignore[arg-type]
                 statement = statement.values(**values)
                 update = {k: v for k, v in values.items() if k != "id"}
                 session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=update))
@@ -463,7 +254,7 @@ class Store:
             return [_state_view(row) for row in rows]
 
     def _locked_state(self, session: Session, name: str, watcher_type: str) -> WatcherState:
-        _insert_ignore(
+        insert_ignore(
             session,
             WatcherState.__table__,  # type: ignore[arg-type]
             {
@@ -485,7 +276,8 @@ class Store:
     def record_failure(
         self, watcher: str, watcher_type: str, message: str, now: datetime, *, disable: bool
     ) -> FailureView:
-        """Count a failed poll; the cursor stays, so nothing is skipped on recovery."""
+        """Count a failed poll, and queue the health alert it calls for in the same
+        transaction; the cursor stays, so nothing is skipped on recovery."""
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
             row = self._locked_state(session, watcher, watcher_type)
@@ -495,48 +287,26 @@ class Store:
             row.last_error_at = now
             if disable:
                 row.disabled_reason = message
+            if self._planner is not None:
+                failure = WatcherFailure(
+                    watcher=watcher,
+                    message=message,
+                    consecutive_failures=row.consecutive_failures,
+                    failing_alerted=row.failing_alerted,
+                    disabled=disable,
+                    episode=episode(row.last_success_at),
+                )
+                if self._planner.watcher_failed(session, failure, now):
+                    row.failing_alerted = True
             return FailureView(row.consecutive_failures, row.failing_alerted, row.disabled_reason)
 
-    def mark_failing_alerted(self, watcher: str) -> None:
+    def tick(self, now: datetime) -> int:
+        """Queue what the clock calls for (daily digests), in one transaction."""
+        _require_aware(now)
+        if self._planner is None:
+            return 0
         with self._errors(), self._write.begin() as session:
-            row = session.get(WatcherState, watcher, with_for_update=True)
-            if row is None:
-                raise StoreError(f"no state for watcher {watcher!r}")
-            row.failing_alerted = True
-
-    # -- alerts
-
-    def enqueue_alert(
-        self,
-        session: Session | None = None,
-        *,
-        dedup_key: str,
-        route: str,
-        category: str,
-        severity: str,
-        title: str | None,
-        body: str | None,
-        now: datetime,
-        due_at: datetime | None = None,
-        violation_id: str | None = None,
-    ) -> bool:
-        """``enqueue_alert`` in the caller's transaction, or in its own one."""
-        values: dict[str, Any] = {
-            "dedup_key": dedup_key,
-            "route": route,
-            "category": category,
-            "severity": severity,
-            "title": title,
-            "body": body,
-            "now": now,
-            "due_at": due_at,
-            "violation_id": violation_id,
-        }
-        if session is not None:
-            with self._errors():
-                return enqueue_alert(session, **values)
-        with self._errors(), self._write.begin() as own:
-            return enqueue_alert(own, **values)
+            return self._planner.tick(session, now)
 
     # -- observations
 
@@ -557,43 +327,40 @@ class Store:
                 fresh.append(obs)
         return fresh
 
-    def record_poll(
-        self,
-        watcher: str,
-        watcher_type: str,
-        observations: Sequence[Observation],
-        hits: Mapping[int, Sequence[Hit]],
-        new_state: Mapping[str, Any],
-        status_notes: Sequence[str],
-        cases: Mapping[str, CaseSettings],
-        routes: Mapping[str, Route],
-        now: datetime,
-    ) -> RecordResult:
+    def record_poll(self, poll: PollRecord) -> RecordResult:
         """Store one successful poll in one transaction: new evidence (chained), the
-        violations its hits open or join, their alerts, and the watcher's new state.
+        violations its hits open or join, the alerts the planner queues for them and
+        for a recovered watcher, and the watcher's new state.
 
-        ``hits`` maps an index into ``observations`` to that observation's hits; hits of
-        observations already stored are ignored (they were handled when first stored).
+        Hits of observations already stored are ignored (they were handled when first
+        stored).
         """
+        now = poll.now
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
-            stored, fresh = self._append_evidence(session, watcher, observations, now)
-            write = _PollWrite(session, cases, routes, now)
-            self._ensure_cases(session, hits, fresh, cases, now)
+            stored, fresh = self._append_evidence(session, poll.watcher, poll.observations, now)
+            write = PollWrite(session, self._cases, now)
+            self._ensure_cases(session, poll.hits, fresh, self._cases, now)
             for item in fresh:
-                for hit in hits.get(item.index, ()):
+                for hit in poll.hits.get(item.index, ()):
                     write.add_hit(hit, item)
-            write.queue_alerts()
-            recovered = self._record_success(
-                session, watcher, watcher_type, new_state, status_notes, now
-            )
+            queued = 0
+            if self._planner is not None:
+                queued = self._planner.violations_changed(session, write.changes(), now)
+            row = self._locked_state(session, poll.watcher, poll.watcher_type)
+            recovered = row.consecutive_failures > 0 and row.failing_alerted
+            if recovered and self._planner is not None:
+                self._planner.watcher_recovered(
+                    session, poll.watcher, episode(row.last_success_at), now
+                )
+            _record_success(row, poll)
             versions = sum(1 for version in stored if version > 1)
             return RecordResult(
                 new_evidence=len(stored) - versions,
                 new_versions=versions,
                 new_violations=len(write.created),
                 joined_violations=len(write.joined),
-                queued_alerts=write.queued,
+                queued_alerts=queued,
                 recovered=recovered,
                 new_outside_period=sum(
                     1 for violation in write.created.values() if not violation.in_order_period
@@ -606,7 +373,7 @@ class Store:
         watcher: str,
         observations: Sequence[Observation],
         now: datetime,
-    ) -> tuple[list[int], list[_NewEvidence]]:
+    ) -> tuple[list[int], list[NewEvidence]]:
         """Insert the observations not stored yet; returns their versions and handles."""
         if not observations:
             return [], []
@@ -640,7 +407,7 @@ class Store:
             insert(Evidence).returning(Evidence.id, sort_by_parameter_order=True), rows
         ).all()
         fresh = [
-            _NewEvidence(
+            NewEvidence(
                 index=index,
                 evidence_id=evidence_id,
                 platform=row["platform"],
@@ -655,7 +422,7 @@ class Store:
     def _ensure_cases(
         session: Session,
         hits: Mapping[int, Sequence[Hit]],
-        fresh: Sequence[_NewEvidence],
+        fresh: Sequence[NewEvidence],
         cases: Mapping[str, CaseSettings],
         now: datetime,
     ) -> None:
@@ -664,29 +431,7 @@ class Store:
         for case_id in sorted(wanted):
             case = cases.get(case_id)
             if case is not None:
-                _insert_ignore(session, Case.__table__, _case_values(case, now), "id")  # type: ignore[arg-type]
-
-    def _record_success(
-        self,
-        session: Session,
-        watcher: str,
-        watcher_type: str,
-        new_state: Mapping[str, Any],
-        status_notes: Sequence[str],
-        now: datetime,
-    ) -> bool:
-        row = self._locked_state(session, watcher, watcher_type)
-        recovered = row.consecutive_failures > 0 and row.failing_alerted
-        row.cursor = dict(new_state)
-        row.status_notes = list(status_notes)
-        row.last_poll_at = now
-        row.last_success_at = now
-        row.last_error = None
-        row.last_error_at = None
-        row.consecutive_failures = 0
-        row.failing_alerted = False
-        row.disabled_reason = None
-        return recovered
+                insert_ignore(session, Case.__table__, _case_values(case, now), "id")  # type: ignore[arg-type]
 
     # -- reading
 
@@ -728,6 +473,18 @@ class Store:
         return OutboxSummary(
             pending=row[0], due_now=row[1], failing=row[2], oldest_pending_at=row[3]
         )
+
+
+def _record_success(row: WatcherState, poll: PollRecord) -> None:
+    row.cursor = dict(poll.state)
+    row.status_notes = list(poll.status_notes)
+    row.last_poll_at = poll.now
+    row.last_success_at = poll.now
+    row.last_error = None
+    row.last_error_at = None
+    row.consecutive_failures = 0
+    row.failing_alerted = False
+    row.disabled_reason = None
 
 
 def _evidence_row(

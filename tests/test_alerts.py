@@ -20,12 +20,11 @@ from service.alerts import (
     MAX_ROWS_PER_MESSAGE,
     AlertConfigError,
     AlertDispatcher,
-    enqueue_health_alert,
     mask_url,
     target_key,
-    validate_route_urls,
 )
 from service.evidence import sha256_hex
+from service.planner import AlertPlanner
 from service.settings import Settings
 from tests.fakes.smtp_server import FakeSmtpServer, plain_text, smtp_server  # noqa: F401
 from tests.fakes.webhook_receiver import WebhookReceiver, webhook_receiver  # noqa: F401
@@ -573,9 +572,8 @@ def test_health_alert_is_queued_once_per_operator_route(
     )
     for _ in range(2):
         with sessions.begin() as session:
-            queued = enqueue_health_alert(
+            queued = AlertPlanner.from_settings(settings).queue_health(
                 session,
-                settings,
                 watcher="reddit",
                 event="failing",
                 message="reddit: HTTP 503 from oauth.reddit.com (3 polls in a row)",
@@ -586,7 +584,8 @@ def test_health_alert_is_queued_once_per_operator_route(
 
     with sessions() as session:
         rows = session.scalars(select(models.OutboxAlert)).all()
-        assert [(r.route, r.category, r.severity) for r in rows] == [("ops", "health", "high")]
+        # Health is its own severity, below every violation (#18): never "HIGH".
+        assert [(r.route, r.category, r.severity) for r in rows] == [("ops", "health", "operator")]
         assert rows[0].dedup_key == "health:reddit:failing:2026-05-01T09:00:00Z:ops"
 
     report = AlertDispatcher(settings, sessions).deliver_due(NOW)
@@ -594,7 +593,7 @@ def test_health_alert_is_queued_once_per_operator_route(
     assert report.sent == 1
     assert webhook_receiver.requests == []
     [message] = smtp_server.messages
-    assert message["Subject"] == "nocontact: watcher reddit is failing"
+    assert message["Subject"] == "nocontact: source reddit is failing"
     assert "HTTP 503 from oauth.reddit.com" in plain_text(message)
     assert CLOSING_LINE not in plain_text(message)
 
@@ -606,9 +605,8 @@ def test_health_alert_goes_to_every_route_when_none_is_operator(
         {"phone": {"urls": ["json://127.0.0.1:9/a"]}, "mail": {"urls": ["json://127.0.0.1:9/b"]}}
     )
     with sessions.begin() as session:
-        queued = enqueue_health_alert(
+        queued = AlertPlanner.from_settings(settings).queue_health(
             session,
-            settings,
             watcher="jdoe-blog",
             event="recovered",
             message="jdoe-blog polls again",
@@ -620,8 +618,8 @@ def test_health_alert_goes_to_every_route_when_none_is_operator(
     with sessions() as session:
         rows = session.scalars(select(models.OutboxAlert).order_by(models.OutboxAlert.route))
         assert [(r.route, r.severity, r.due_at) for r in rows] == [
-            ("mail", "low", NOW),
-            ("phone", "low", NOW),
+            ("mail", "operator", NOW),
+            ("phone", "operator", NOW),
         ]
 
 
@@ -630,9 +628,8 @@ def test_health_enqueue_is_part_of_the_callers_transaction(
 ) -> None:
     settings = make_settings({"phone": {"urls": ["json://127.0.0.1:9/a"]}})
     with sessions() as session:
-        enqueue_health_alert(
+        AlertPlanner.from_settings(settings).queue_health(
             session,
-            settings,
             watcher="x",
             event="disabled",
             message="x: bearer token rejected",
@@ -757,22 +754,6 @@ def test_delivery_errors_and_logs_never_contain_secrets(
     assert "route=phone" in caplog.text
 
 
-def test_invalid_route_url_is_reported_with_route_and_masked_url() -> None:
-    settings = make_settings(
-        {
-            "phone": {
-                "urls": ["json://127.0.0.1/ok", "nosuchscheme://a:s3cr3t-pw@host.example.org"]
-            },
-        }
-    )
-
-    [error] = validate_route_urls(settings)
-
-    assert error.startswith("alerts.phone.urls[1]: nosuchscheme://")
-    assert error.endswith("not a valid or supported Apprise URL")
-    assert "s3cr3t" not in error
-
-
 def test_row_for_a_route_no_longer_configured_stays_pending_with_reason(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -820,9 +801,8 @@ def test_health_enqueue_is_exactly_once_on_the_migrated_schema(
     for _ in range(3):
         with migrated_sessions.begin() as session:
             queued.append(
-                enqueue_health_alert(
+                AlertPlanner.from_settings(settings).queue_health(
                     session,
-                    settings,
                     watcher="rss",
                     event="failing",
                     message="rss: HTTP 500",

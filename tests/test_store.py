@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from service import evidence
-from service.db import StoreError, check_connection, make_engine, migrate
+from service.db import StoreError, make_engine, migrate
 from service.hits import Hit, ViolationKind
 from service.models import (
     ChainHead,
@@ -27,8 +27,9 @@ from service.models import (
     ViolationEvidence,
     WatcherState,
 )
+from service.planner import AlertPlanner
 from service.settings import CaseSettings, Route, Severity
-from service.store import RecordResult, Store
+from service.store import PollRecord, RecordResult, Store
 from watchers.base import Observation
 
 NOW = datetime(2026, 5, 1, 10, 0, 0, 654321, tzinfo=UTC)
@@ -124,16 +125,20 @@ def record(
     state: dict[str, Any] | None = None,
     cases: Mapping[str, CaseSettings] = CASES,
 ) -> RecordResult:
-    return store.record_poll(
-        watcher,
-        "reddit",
-        observations,
-        hits or {},
-        state or {"after": "t1_abc"},
-        ["budget 90%"],
-        cases,
-        ROUTES,
-        now,
+    # The store as the service builds it: with the cases and an alert planner.
+    configured = Store(
+        store.engine, cases=cases.values(), planner=AlertPlanner(cases.values(), ROUTES)
+    )
+    return configured.record_poll(
+        PollRecord(
+            watcher=watcher,
+            watcher_type="reddit",
+            observations=observations,
+            hits=hits or {},
+            state=state or {"after": "t1_abc"},
+            status_notes=["budget 90%"],
+            now=now,
+        )
     )
 
 
@@ -363,23 +368,6 @@ def test_severity_upgrade_adds_the_missing_route_once(store: Store, engine: Engi
     assert sorted(alert.route for alert in outbox(engine)) == ["lawyer", "phone"]
 
 
-def test_enqueue_alert_is_exactly_once_per_dedup_key(store: Store, engine: Engine) -> None:
-    values: dict[str, Any] = {
-        "dedup_key": "health:reddit:failing:20260501T100000Z:phone",
-        "route": "phone",
-        "category": "health",
-        "severity": "medium",
-        "title": "watcher reddit is failing",
-        "body": "HTTP 503",
-        "now": NOW,
-    }
-    assert store.enqueue_alert(**values) is True
-    with Session(engine) as session, session.begin():
-        assert store.enqueue_alert(session, **values) is False
-    [alert] = outbox(engine)
-    assert (alert.title, alert.due_at, alert.violation_id) == (values["title"], NOW, None)
-
-
 def test_outbox_summary(store: Store, engine: Engine) -> None:
     record(store, [make_obs()], {0: [make_hit()]})
     summary = store.outbox_summary(NOW + timedelta(seconds=1))
@@ -398,14 +386,15 @@ def test_outbox_summary(store: Store, engine: Engine) -> None:
 # ---------------------------------------------------------------- watcher state
 
 
-def test_failures_count_up_and_a_successful_poll_resets_them(store: Store) -> None:
+def test_failures_count_up_and_a_successful_poll_resets_them(store: Store, engine: Engine) -> None:
     record(store, [], state={"after": "t1_first"})
     for expected in (1, 2, 3):
         failure = store.record_failure(
             "reddit", "reddit", "HTTP 503", NOW + timedelta(minutes=expected), disable=False
         )
         assert (failure.consecutive_failures, failure.failing_alerted) == (expected, False)
-    store.mark_failing_alerted("reddit")
+    with Session(engine) as session, session.begin():  # as the planner would have
+        session.execute(update(WatcherState).values(failing_alerted=True))
     view = store.watcher_state("reddit")
     assert view is not None
     assert (view.consecutive_failures, view.failing_alerted, view.last_error) == (
@@ -590,14 +579,11 @@ def test_store_error_never_shows_the_password(tmp_path: Path) -> None:
     engine = make_engine("postgresql://alex:s3cr3t-db-password@127.0.0.1:1/nocontact", tmp_path)
     assert engine.url.drivername == "postgresql+psycopg"
     with pytest.raises(StoreError) as caught:
-        check_connection(engine)
+        migrate(engine)
     message = str(caught.value)
     assert message.startswith("cannot open database at postgresql+psycopg://alex:***@127.0.0.1:1")
     assert "s3cr3t" not in message
     assert "\n" not in message
-    with pytest.raises(StoreError) as caught:
-        migrate(engine)
-    assert "s3cr3t" not in str(caught.value)
     with pytest.raises(StoreError) as caught:
         make_engine("nosuchdb://alex:s3cr3t-db-password@host/db", tmp_path)
     assert "s3cr3t" not in str(caught.value)

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from service.config import load_config, parse_config
-from service.db import make_engine, migrate, session_factory
+from service.db import make_engine, migrate
 from service.matching import Matcher
 from service.pipeline import Pipeline, build_watcher
+from service.planner import AlertPlanner
 from service.settings import CaseSettings
 from service.store import Store
 from tests.fakes.x_server import (
@@ -685,9 +686,9 @@ watchers:
     engine = make_engine(settings.database, tmp_path)
     try:
         migrate(engine)
-        store = Store(engine)
+        store = Store(engine, cases=settings.cases, planner=AlertPlanner.from_settings(settings))
         store.sync_cases(settings.cases, NOW)
-        pipeline = Pipeline(settings, session_factory(engine), store, clock=lambda: NOW)
+        pipeline = Pipeline(settings, store, clock=lambda: NOW)
         first = pipeline.poll("x")
         assert first.ok, first.error
         rows = store.timeline()

@@ -343,10 +343,10 @@ def record_through_store(engine: Engine) -> None:
     """Three evidence records (an item, its edit, another item) of ``CASE_ID`` written
     by the real ``Store``, so that verify and export are checked against it."""
     from service.hits import Hit
-    from service.store import Store
+    from service.store import PollRecord, Store
 
-    store = Store(engine)
     case = case_settings()
+    store = Store(engine, cases=[case])
     hit = Hit(
         case_id=CASE_ID,
         kind="contact",
@@ -363,6 +363,13 @@ def record_through_store(engine: Engine) -> None:
     for index, body in enumerate(bodies):
         obs = _observation("t1_abc" if index < 2 else "t1_def", body, moment)
         store.record_poll(
-            "reddit", "reddit", [obs], {0: [hit]}, {}, [], {CASE_ID: case}, {},
-            moment + timedelta(minutes=index),
-        )  # fmt: skip
+            PollRecord(
+                watcher="reddit",
+                watcher_type="reddit",
+                observations=[obs],
+                hits={0: [hit]},
+                state={},
+                status_notes=[],
+                now=moment + timedelta(minutes=index),
+            )
+        )
