@@ -242,7 +242,10 @@ class RssWatcher:
         for raw, entry in zip(raws, entries, strict=True):
             entry_id = str(entry.get("id") or "")
             plain = entry_id.isascii() and not set(entry_id) & set("&<>'\"")
-            if plain and entry_id.encode("ascii") not in raw:
+            # feedparser resolves a bare guid against the feed's URL: "e1" becomes
+            # "https://host/e1", so its last segment is what the element holds.
+            bare = entry_id.rstrip("/").rsplit("/", 1)[-1]
+            if plain and entry_id.encode("ascii") not in raw and bare.encode("ascii") not in raw:
                 return None  # the n-th element is not the n-th entry: do not guess
         return raws
 
