@@ -18,6 +18,7 @@ from typing import Any
 
 from service.db import StoreError
 from service.hits import Hit
+from service.logsetup import settings_secrets
 from service.matching import Matcher
 from service.settings import CaseSettings, Settings
 from service.store import PollRecord, Store
@@ -33,7 +34,7 @@ from watchers.base import (
     WatcherError,
     WatcherSettings,
 )
-from watchers.toolkit.text import one_line
+from watchers.toolkit.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ class Pipeline:
         self.store = store
         self.clock = clock
         self.matcher = Matcher(settings.cases)
+        # The one redaction step for every error line that leaves a watcher (stored in
+        # watcher_state.last_error, printed, alerted): the config's secrets, those the
+        # watchers registered, credential patterns, URLs masked.
+        self._redactor = Redactor(settings_secrets(settings), apprise_urls=True, registered=True)
         self._watchers: dict[str, Watcher] = {}
         self._watcher_settings = {w.display_name: w for w in settings.watchers}
         # Set by the long-running scheduler: asks for an early poll of the named watcher
@@ -217,7 +222,7 @@ class Pipeline:
         watcher failure. Logged with its cause, alerted to the operator once per kind."""
         name = settings.display_name
         cause = str(exc) if isinstance(exc, StoreError) else "details in the log"
-        message = one_line(
+        message = self._redactor.one_line(
             f"service error while {stage} for watcher {name}: {type(exc).__name__} ({cause})",
             ERROR_LIMIT,
         )
@@ -234,7 +239,7 @@ class Pipeline:
     def _failed(self, settings: WatcherSettings, exc: WatcherError) -> PollOutcome:
         """Record a failed poll; the store's planner queues any health alert with it."""
         name = settings.display_name
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = self._redactor.one_line(str(exc) or type(exc).__name__, ERROR_LIMIT)
         disable = isinstance(exc, AuthError)
         try:
             failure = self.store.record_failure(

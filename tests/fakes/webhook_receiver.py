@@ -51,7 +51,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         status = self.server.receiver._record(self, body)
         payload = b'{"ok": true}' if status < 300 else b'{"error": "failing on purpose"}'
-        self.send_response(status)
+        if status >= 300 and self.server.receiver.echo_auth:
+            # A hostile target: what it was sent comes back in the phrase and the body.
+            sent = self.headers.get("Authorization") or ""
+            payload = json.dumps({"error": f"bad credentials {sent} in {self.path}"}).encode()
+            self.send_response(status, f"Rejected {sent}")
+        else:
+            self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -77,6 +83,8 @@ class WebhookReceiver:
         self.port = port or free_port()
         # When set, every POST is answered with this status (and still recorded).
         self.fail_status: int | None = None
+        # With fail_status: the Authorization header and path echoed back in the answer.
+        self.echo_auth = False
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._server: _Server | None = None
