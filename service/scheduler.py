@@ -132,12 +132,13 @@ class Service:
         stop = stop or threading.Event()
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            # Polls, plus one thread each for delivery and the heartbeat, so that neither
-            # waits behind slow sources.
+            # Polls in their own pool; delivery and the heartbeat in another, so that
+            # however many polls are stuck, neither waits behind them.
             executors={
                 "default": ThreadPoolExecutor(
-                    min(self.settings.max_concurrent_polls, len(self.settings.watchers)) + 2
-                )
+                    max(1, min(self.settings.max_concurrent_polls, len(self.settings.watchers)))
+                ),
+                "service": ThreadPoolExecutor(2),
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
@@ -159,12 +160,14 @@ class Service:
             self._deliver_job,
             IntervalTrigger(seconds=self.alert_interval.total_seconds()),
             id="deliver-alerts",
+            executor="service",
             next_run_time=now,
         )
         scheduler.add_job(
             self.heartbeat,
             IntervalTrigger(seconds=self.heartbeat_interval.total_seconds()),
             id="heartbeat",
+            executor="service",
             next_run_time=now,
         )
 
