@@ -75,8 +75,8 @@ class Service:
         self.store.sync_cases(self.settings.cases, clock())
         self._enable_watchers_again()
         self.pipeline = Pipeline(self.settings, self.store, clock=clock)
-        self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.dispatcher = AlertDispatcher(self.settings, self.sessions, instance=self.instance)
         self.limiter = HostLimiter()
         self.hosts = hosts(self.settings.watchers)
         self.leases = Leases(self.sessions, self.instance, len(self.settings.watchers))
