@@ -95,7 +95,7 @@ def entry_ranges(data: bytes, names: Iterable[str] = FEED_ENTRIES) -> list[tuple
 # are bounded here, in one streaming expat pass, before feedparser sees them.
 MAX_DEPTH = 64
 MAX_ELEMENTS = 100_000
-MAX_ENTRIES = 1_000  # feeds list the newest first: the first entries are kept
+MAX_ENTRIES = 2_500  # feeds list the newest first: the first entries are kept
 NAME_TEXT_LIMIT = 2_000  # ids, titles, dates, links
 # Author names and addresses: feedparser's e-mail regex is quadratic in them, once per
 # entry, so their bound is the store's handle size (FIELD_LIMITS) and no more.
