@@ -21,10 +21,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import re
+import socket
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apprise import Apprise, AppriseAsset, NotifyFormat, NotifyType
@@ -55,6 +57,14 @@ BACKOFF_CAP = timedelta(hours=1)
 NTFY_PRIORITY = {"high": "max", "medium": "high", "low": "default", "operator": "low"}
 PUSHOVER_PRIORITY = {"high": "high", "medium": "normal", "low": "moderate", "operator": "moderate"}
 ERROR_LIMIT = 300
+# What the delivery log says of a message between its "sending" and its result: if the
+# process dies in between, this stays, and the message is sent again (once).
+IN_FLIGHT = "in flight: the process stopped before the outcome was known; sent again"
+# A claimer on another host is live while its heartbeat is this recent.
+CLAIMER_STALE_AFTER = timedelta(minutes=2)
+# Passes of one deliver_due: rows pulled forward by a route that answers again go out
+# in the next pass.
+MAX_PASSES = 5
 
 
 class AlertError(Exception):
@@ -133,6 +143,27 @@ def with_priority(url: str, severity: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}priority={table.get(severity, 'default')}"
 
 
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _pid_alive(instance: str) -> bool:
+    try:
+        pid = int(instance.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return True  # not ours to judge: honour the claim until its lease ends
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _backoff(row_id: int, attempts_before: int) -> timedelta:
     """30 s × 2^n, capped at 1 h, plus up to 10 % jitter so that replicas and rows
     failing together do not retry in lockstep (deterministic per row and attempt)."""
@@ -150,8 +181,11 @@ class AlertDispatcher:
         sessions: sessionmaker[Session],
         *,
         asset: AppriseAsset | None = None,
+        instance: str | None = None,
     ) -> None:
+        """``instance`` names this dispatcher in its claims ("host:pid")."""
         self._settings = settings
+        self._instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._sessions = sessions
         self._asset = asset if asset is not None else default_asset()
         self._masked: dict[str, str] = {}
@@ -160,20 +194,27 @@ class AlertDispatcher:
 
     # -- public ---------------------------------------------------------------
     def deliver_due(self, now: datetime, *, ignore_group_wait: bool = False) -> DeliveryReport:
-        """Send every due row, one combined message per route and target."""
+        """Send every due row, one combined message per route and target. When a route
+        answers again, its rows waiting out a backoff are due at once and go out in a
+        further pass, oldest first."""
         sent = failed = 0
         errors: list[str] = []
-        for route_name, lane, candidates in self._due_by_route(now, ignore_group_wait):
-            size = len(candidates) if lane in ONE_MESSAGE_LANES else MAX_ROWS_PER_MESSAGE
-            size = 1 if lane == "digest" else size
-            for start in range(0, len(candidates), size):
-                claimed = self._claim(candidates[start : start + size], now)
-                if not claimed:
-                    continue
-                ok_rows, group_errors = self._deliver_group(route_name, lane, claimed, now)
-                sent += ok_rows
-                failed += len(claimed) - ok_rows
-                errors += group_errors
+        for _ in range(MAX_PASSES):
+            pulled = 0
+            for route_name, lane, candidates in self._due_by_route(now, ignore_group_wait):
+                size = len(candidates) if lane in ONE_MESSAGE_LANES else MAX_ROWS_PER_MESSAGE
+                size = 1 if lane == "digest" else size
+                for start in range(0, len(candidates), size):
+                    claimed = self._claim(candidates[start : start + size], now)
+                    if not claimed:
+                        continue
+                    ok_rows, group_errors = self._deliver_group(route_name, lane, claimed, now)
+                    sent += ok_rows
+                    failed += len(claimed) - ok_rows
+                    errors += group_errors
+                    pulled += self._after_outcome(route_name, ok_rows > 0, now)
+            if not pulled:
+                break
         return DeliveryReport(sent, failed, self._pending_count(), tuple(errors))
 
     def send_test(self, route: str | None, now: datetime) -> list[TargetResult]:
@@ -211,20 +252,24 @@ class AlertDispatcher:
     ) -> list[tuple[str, str, list[tuple[int, datetime]]]]:
         row = models.OutboxAlert
         # `run --once` sends everything queued: group wait and retry backoff alike
-        # (not quiet hours nor a flood window: those wait for their time). That also
-        # overrides another replica's lease (the two cannot be told apart); the
-        # compare-and-set claim still stops two claims of the same snapshot.
-        due = row.next_attempt_at <= now
+        # (not quiet hours nor a flood window: those wait for their time), but never a
+        # row a live replica has claimed. A claim of a process that is gone is taken
+        # over at once.
+        due = or_(row.next_attempt_at <= now, row.claimed_by.is_not(None))
         if ignore_group_wait:
             due = or_(due, row.category.not_in(ONE_MESSAGE_LANES))
         with self._sessions() as session:
             found = session.execute(
-                select(row.id, row.route, row.category, row.next_attempt_at)
+                select(row.id, row.route, row.category, row.next_attempt_at, row.claimed_by)
                 .where(row.state == "pending", due)
                 .order_by(row.route, row.category, row.created_at, row.id)
             ).all()
+            live = self._live_claimers({r.claimed_by for r in found if r.claimed_by}, session, now)
         groups: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
-        for row_id, route, category, next_attempt_at in found:
+        for row_id, route, category, next_attempt_at, claimed_by in found:
+            leased = claimed_by is not None and _aware(next_attempt_at) > now
+            if leased and claimed_by in live:
+                continue
             groups.setdefault((route, category), []).append((row_id, next_attempt_at))
         return [(route, lane, rows) for (route, lane), rows in groups.items()]
 
@@ -239,7 +284,7 @@ class AlertDispatcher:
                 result = session.execute(
                     update(row)
                     .where(row.id == row_id, row.state == "pending", row.next_attempt_at == seen)
-                    .values(next_attempt_at=lease_until)
+                    .values(next_attempt_at=lease_until, claimed_by=self._instance)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     won.append(row_id)
@@ -318,8 +363,11 @@ class AlertDispatcher:
                 continue
             masked = self._mask(url)
             message = self._composer.compose(lane, route, [c.row for c in waiting], rendered)
+            # "Sending" is committed before the send and the result right after: a crash
+            # in between leaves this one message in flight, re-sent once, no more.
+            attempts = self._mark_sending(waiting, key, masked, str(uuid.uuid4()), now)
             ok, error = self._send(url, message)
-            self._record_attempts(waiting, key, masked, (ok, error, str(uuid.uuid4())), now)
+            self._record_result(attempts, ok, error)
             self._log_outcome(route_name, masked, ok, error, rows=len(waiting))
             for item in waiting:
                 if ok:
@@ -366,30 +414,81 @@ class AlertDispatcher:
             detail = problems[-1] if problems else f"delivery {result.status.name.lower()}"
             return False, self._scrub(url).one_line(detail, ERROR_LIMIT)
 
-    def _record_attempts(
-        self,
-        rows: Sequence[_Claimed],
-        key: str,
-        masked: str,
-        outcome: tuple[bool, str | None, str],
-        now: datetime,
-    ) -> None:
-        """``outcome`` is (ok, error, message id). Committed right after the send: a
-        crash from here on re-sends at most once."""
-        ok, error, message_id = outcome
+    def _mark_sending(
+        self, rows: Sequence[_Claimed], key: str, masked: str, message_id: str, now: datetime
+    ) -> list[int]:
+        """One delivery-log row per alert of the message, committed before the send;
+        until ``_record_result`` it says the message is in flight."""
         with self._sessions.begin() as session:
-            session.add_all(
+            attempts = [
                 models.DeliveryAttempt(
                     outbox_id=item.id,
                     target_key=key,
                     target=masked,
                     attempted_at=now,
-                    ok=ok,
-                    error=error,
+                    ok=False,
+                    error=IN_FLIGHT,
                     message=message_id,
                 )
                 for item in rows
+            ]
+            session.add_all(attempts)
+            session.flush()
+            return [attempt.id for attempt in attempts]
+
+    def _record_result(self, attempt_ids: Sequence[int], ok: bool, error: str | None) -> None:
+        """The send's outcome, committed right after it."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(models.DeliveryAttempt)
+                .where(models.DeliveryAttempt.id.in_(attempt_ids))
+                .values(ok=ok, error=error)
             )
+
+    def _live_claimers(self, claimers: set[str], session: Session, now: datetime) -> set[str]:
+        """The claimers that are still running: a process on this host is asked
+        directly; one elsewhere counts as live while its heartbeat is recent."""
+        if not claimers:
+            return set()
+        host = socket.gethostname()
+        live = {c for c in claimers if c.rsplit(":", 1)[0] == host and _pid_alive(c)}
+        others = {c for c in claimers if c.rsplit(":", 1)[0] != host}
+        if others:
+            beats = session.execute(
+                select(models.Heartbeat.instance, models.Heartbeat.beat_at).where(
+                    models.Heartbeat.instance.in_(others)
+                )
+            ).all()
+            live |= {i for i, at in beats if _aware(at) >= now - CLAIMER_STALE_AFTER}
+        return live
+
+    def _after_outcome(self, route: str, answered: bool, now: datetime) -> int:
+        """Backoff per target, not per row: when the route answers, its rows waiting out
+        a backoff are due now (returns how many); when it fails, none of them waits
+        longer than the route's next try."""
+        row = models.OutboxAlert
+        waiting = (
+            row.route == route,
+            row.state == "pending",
+            row.attempts > 0,
+            row.claimed_by.is_(None),
+        )
+        with self._sessions.begin() as session:
+            if answered:
+                result = session.execute(
+                    update(row)
+                    .where(*waiting, row.next_attempt_at > now)
+                    .values(next_attempt_at=now)
+                )
+                return int(result.rowcount)  # type: ignore[attr-defined]
+            soonest = session.scalar(select(func.min(row.next_attempt_at)).where(*waiting))
+            if soonest is not None:
+                session.execute(
+                    update(row)
+                    .where(*waiting, row.next_attempt_at > soonest)
+                    .values(next_attempt_at=soonest)
+                )
+        return 0
 
     def _finish(self, claimed: Sequence[_Claimed], urls: Sequence[str], now: datetime) -> int:
         """Mark each row sent or schedule its retry, each in its own transaction,
@@ -399,7 +498,7 @@ class AlertDispatcher:
         row = models.OutboxAlert
         for item in claimed:
             done = bool(keys) and keys <= item.ok_targets and not item.errors
-            values: dict[str, Any] = {"attempts": item.attempts + 1}
+            values: dict[str, Any] = {"attempts": item.attempts + 1, "claimed_by": None}
             if done:
                 values.update(state="sent", sent_at=now, last_error=None)
             else:
@@ -411,7 +510,11 @@ class AlertDispatcher:
             with self._sessions.begin() as session:
                 result = session.execute(
                     update(row)
-                    .where(row.id == item.id, row.next_attempt_at == item.lease_until)
+                    .where(
+                        row.id == item.id,
+                        row.next_attempt_at == item.lease_until,
+                        row.claimed_by == self._instance,
+                    )
                     .values(**values)
                 )
             if result.rowcount != 1:  # type: ignore[attr-defined]

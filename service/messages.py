@@ -52,6 +52,7 @@ HEALTH: dict[str, str] = {
     "failing": "is failing",
     "disabled": "is disabled",
     "recovered": "is working again",
+    "service_error": "hit a service error",
 }
 
 

@@ -220,6 +220,9 @@ class OutboxAlert(Base):
     state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | sent
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The dispatcher ("host:pid") holding the row's lease; None when unclaimed. A claim
+    # of a process that is gone is taken over at once, not after the lease.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_alert_outbox_pending", "state", "next_attempt_at"),)
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from service.coverage import Coverage
+from service.db import StoreError
 from service.hits import Hit
+from service.logsetup import settings_secrets
 from service.matching import Matcher
 from service.retention import Retention, Split
 from service.settings import CaseSettings, Settings
@@ -25,6 +28,7 @@ from watchers.base import (
     AccountInfo,
     AuthError,
     Observation,
+    PollResult,
     RateLimitedError,
     Targets,
     Wakeable,
@@ -32,10 +36,14 @@ from watchers.base import (
     WatcherError,
     WatcherSettings,
 )
+from watchers.toolkit.redact import Redactor
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=1)
+# The least deadline of a whole poll (fetch, parse, match); see ``_poll_deadline``.
+POLL_DEADLINE = timedelta(seconds=120)
+ERROR_LIMIT = 300
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +57,8 @@ class PollOutcome:
     new_outside_period: int = 0
     error: str | None = None
     disabled: bool = False
+    # A store or matcher error: the service's fault, not the watcher's.
+    service_error: bool = False
     # When the next poll should happen at the earliest (rate limits, backoff).
     retry_after: timedelta | None = None
 
@@ -91,13 +101,22 @@ class Pipeline:
         store: Store,
         *,
         clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+        poll_deadline: timedelta | None = None,
     ) -> None:
+        """``poll_deadline`` overrides every watcher's whole-poll deadline (tests)."""
         self.settings = settings
+        self._monotonic = monotonic
+        self.poll_deadline = poll_deadline
         self.store = store
         self.retention = Retention(store.engine)
         self.coverage = Coverage(store.engine)
         self.clock = clock
         self.matcher = Matcher(settings.cases)
+        # The one redaction step for every error line that leaves a watcher (stored in
+        # watcher_state.last_error, printed, alerted): the config's secrets, those the
+        # watchers registered, credential patterns, URLs masked.
+        self._redactor = Redactor(settings_secrets(settings), apprise_urls=True, registered=True)
         self._watchers: dict[str, Watcher] = {}
         self._watcher_settings = {w.display_name: w for w in settings.watchers}
         # Set by the long-running scheduler: asks for an early poll of the named watcher
@@ -122,16 +141,20 @@ class Pipeline:
         self._watchers.clear()
 
     def poll(self, name: str) -> PollOutcome:
+        """One poll; never raises. Only the watcher's own call is a watcher failure:
+        a store or matcher error is a service error (``_service_error``)."""
         settings = self._watcher_settings[name]
-        view = self.store.watcher_state(name)
+        deadline = _Deadline(self._poll_deadline(settings), self._monotonic)
+        try:
+            view = self.store.watcher_state(name)
+        except Exception as exc:  # noqa: BLE001 -- a service error, reported by _service_error
+            return self._service_error(settings, "reading its state", exc)
         if view is not None and view.disabled_reason:
             return PollOutcome(name, ok=False, error=view.disabled_reason, disabled=True)
         try:
             watcher = self.watcher(name)
             result = watcher.poll(dict(view.cursor) if view is not None else {})
-            new = self.retention.unmarked(self.store.new_observations(result.observations))
-            hits = self._match(settings, watcher, new)
-            kept = self._keep_the_case(settings, watcher, new, hits)
+            deadline.check("fetching and parsing")
         except WatcherError as exc:
             return self._failed(settings, exc)
         except Exception as exc:  # a bug in one watcher must not stop the others
@@ -142,6 +165,20 @@ class Pipeline:
                 "(details in the log with --debug)"
             )
             return self._failed(settings, error)
+        try:
+            return self._store(settings, watcher, result, deadline)
+        except PollDeadlineError as exc:
+            return self._failed(settings, exc)
+        except Exception as exc:  # noqa: BLE001 -- a service error, reported by _service_error
+            return self._service_error(settings, "storing its results", exc)
+
+    def _store(
+        self, settings: WatcherSettings, watcher: Watcher, result: PollResult, deadline: _Deadline
+    ) -> PollOutcome:
+        name = settings.display_name
+        new = self.retention.unmarked(self.store.new_observations(result.observations))
+        hits = self._match(settings, watcher, new, deadline)
+        kept = self._keep_the_case(settings, watcher, new, hits)
         now = self.clock()
         self.retention.remember(kept.markers, now)
         recorded = self.store.record_poll(
@@ -167,13 +204,27 @@ class Pipeline:
             new_outside_period=recorded.new_outside_period,
         )
 
+    def _poll_deadline(self, settings: WatcherSettings) -> float:
+        """The whole poll's deadline: the fetch's own deadline, when the watcher has
+        one, and as long again for parsing and matching."""
+        if self.poll_deadline is not None:
+            return self.poll_deadline.total_seconds()
+        fetch = getattr(settings, "deadline", None)
+        seconds = fetch.total_seconds() if isinstance(fetch, timedelta) else 0.0
+        return max(2 * seconds, POLL_DEADLINE.total_seconds())
+
     def _match(
-        self, settings: WatcherSettings, watcher: Watcher, observations: list[Observation]
+        self,
+        settings: WatcherSettings,
+        watcher: Watcher,
+        observations: list[Observation],
+        deadline: _Deadline,
     ) -> dict[int, list[Hit]]:
         case_ids = [case.id for case in self.settings.cases_for(settings)]
-        lookup = _SafeLookup(watcher)
+        lookup = _lookup(watcher)
         hits: dict[int, list[Hit]] = {}
         for index, observation in enumerate(observations):
+            deadline.check("matching")
             found = self.matcher.match(observation, case_ids, account_lookup=lookup)
             if found:
                 hits[index] = found
@@ -188,19 +239,43 @@ class Pipeline:
     ) -> Split:
         """What becomes evidence; the rest only leaves a marker (service.retention)."""
         case_ids = [case.id for case in self.settings.cases_for(settings)]
-        lookup = _SafeLookup(watcher)
+        lookup = _lookup(watcher)
         return self.retention.split(
             new, hits, lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup)
         )
 
+    def _service_error(self, settings: WatcherSettings, stage: str, exc: Exception) -> PollOutcome:
+        """A store or matcher error: not the watcher's fault, so never counted as a
+        watcher failure. Logged with its cause, alerted to the operator once per kind."""
+        name = settings.display_name
+        cause = str(exc) if isinstance(exc, StoreError) else "details in the log"
+        message = self._redactor.one_line(
+            f"service error while {stage} for watcher {name}: {type(exc).__name__} ({cause})",
+            ERROR_LIMIT,
+        )
+        log.error("%s", message)
+        log.error("cause of the service error in watcher %s", name, exc_info=exc)
+        try:
+            self.store.record_service_error(
+                name, message, f"{stage}:{type(exc).__name__}", self.clock()
+            )
+        except Exception as again:  # noqa: BLE001 -- the database itself may be down
+            log.error("service error for watcher %s not alerted: %s", name, again)
+        return PollOutcome(name, ok=False, error=message, service_error=True)
+
     def _failed(self, settings: WatcherSettings, exc: WatcherError) -> PollOutcome:
         """Record a failed poll; the store's planner queues any health alert with it."""
         name = settings.display_name
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = self._redactor.one_line(str(exc) or type(exc).__name__, ERROR_LIMIT)
         disable = isinstance(exc, AuthError)
-        now = self.clock()
-        failure = self.store.record_failure(name, settings.type, message, now, disable=disable)
-        self.coverage.failure(name, message)
+        try:
+            failure = self.store.record_failure(
+                name, settings.type, message, self.clock(), disable=disable
+            )
+            self.coverage.failure(name, message)
+        except Exception as store_exc:  # noqa: BLE001 -- reported by _service_error
+            outcome = self._service_error(settings, "recording its failure", store_exc)
+            return dataclasses.replace(outcome, error=message)
         if failure.consecutive_failures == 1 or disable:
             # Logged once when a source starts failing; the recovery is logged once too.
             log.warning("watcher %s failing: %s", name, message)
@@ -219,16 +294,35 @@ class Pipeline:
         return min(grown, max(settings.every, MAX_BACKOFF))
 
 
-class _SafeLookup:
-    """Account lookups are a bonus for scoring look-alikes: their failure must not
-    lose the observation, so it is logged and the hit is scored without the age."""
+def _lookup(watcher: Watcher) -> Callable[[str], AccountInfo | None]:
+    """The watcher's account lookup with any error as a ``WatcherError``: the matcher
+    owns what a failed lookup means (the "account age unknown" note on the hit)."""
 
-    def __init__(self, watcher: Watcher) -> None:
-        self._watcher = watcher
-
-    def __call__(self, handle: str) -> AccountInfo | None:
+    def lookup(handle: str) -> AccountInfo | None:
         try:
-            return self._watcher.lookup_account(handle)
-        except WatcherError as exc:
-            log.info("account lookup for %s failed: %s", handle, exc)
-            return None
+            return watcher.lookup_account(handle)
+        except WatcherError:
+            raise
+        except Exception as exc:
+            log.debug("account lookup in watcher %s raised", watcher.name, exc_info=True)
+            raise WatcherError(f"unexpected {type(exc).__name__} in the account lookup") from None
+
+    return lookup
+
+
+class PollDeadlineError(WatcherError):
+    """The poll's whole work (fetch, parse, match) took longer than its deadline."""
+
+
+class _Deadline:
+    def __init__(self, seconds: float, monotonic: Callable[[], float]) -> None:
+        self._seconds = seconds
+        self._monotonic = monotonic
+        self._end = monotonic() + seconds
+
+    def check(self, stage: str) -> None:
+        if self._monotonic() > self._end:
+            raise PollDeadlineError(
+                f"poll took longer than its deadline of {self._seconds:.0f}s "
+                f"(while {stage}); its results were not stored"
+            )

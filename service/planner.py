@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HealthEvent = Literal["failing", "recovered", "disabled"]
+HealthEvent = Literal["failing", "recovered", "disabled", "service_error"]
 
 # Failed polls in a row before a source is reported failing: one timeout is no outage.
 FAILURE_ALERT_THRESHOLD = 3

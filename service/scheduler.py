@@ -48,7 +48,8 @@ HEARTBEAT_INTERVAL = timedelta(seconds=30)
 
 
 # How often due re-checks are looked for; each item's own schedule decays (1 h … 30 d).
-# Delivery, heartbeat, re-check and timestamping: each keeps a thread of its own.
+# Delivery, heartbeat, re-check and timestamping: each has a thread of its own in the
+# service pool, apart from the polls, so none waits behind a stuck source.
 SERVICE_JOBS = 4
 RECHECK_INTERVAL = timedelta(minutes=15)
 
@@ -88,6 +89,7 @@ class Service:
         self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.timestamping = self.settings.evidence.timestamping
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.dispatcher = AlertDispatcher(self.settings, self.sessions, instance=self.instance)
         self.limiter = HostLimiter()
         self.hosts = hosts(self.settings.watchers)
         self.leases = Leases(self.sessions, self.instance, len(self.settings.watchers))
@@ -173,13 +175,13 @@ class Service:
         the evidence jobs when configured."""
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            # Polls, plus one thread for each service job, so that delivery and the
-            # heartbeat never wait behind slow sources.
+            # Polls in their own pool; delivery and the heartbeat in another, so that
+            # however many polls are stuck, neither waits behind them.
             executors={
                 "default": ThreadPoolExecutor(
-                    min(self.settings.max_concurrent_polls, len(self.settings.watchers))
-                    + SERVICE_JOBS
-                )
+                    max(1, min(self.settings.max_concurrent_polls, len(self.settings.watchers)))
+                ),
+                "service": ThreadPoolExecutor(SERVICE_JOBS),
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
@@ -205,13 +207,18 @@ class Service:
             return IntervalTrigger(seconds=interval.total_seconds())
 
         scheduler.add_job(
-            self._deliver_job, every(self.alert_interval), id="deliver-alerts", next_run_time=now
+            self._deliver_job,
+            IntervalTrigger(seconds=self.alert_interval.total_seconds()),
+            id="deliver-alerts",
+            executor="service",
+            next_run_time=now,
         )
         if self.settings.evidence.recheck is not None:
             scheduler.add_job(
                 self._recheck_job,
                 every(RECHECK_INTERVAL),
                 id="recheck",
+                executor="service",
                 next_run_time=now + timedelta(minutes=1),
             )
         if self.timestamping is not None:
@@ -219,10 +226,15 @@ class Service:
                 self.stamp,
                 every(self.timestamping.every),
                 id="timestamp",
+                executor="service",
                 next_run_time=now + timedelta(seconds=10),
             )
         scheduler.add_job(
-            self.heartbeat, every(self.heartbeat_interval), id="heartbeat", next_run_time=now
+            self.heartbeat,
+            IntervalTrigger(seconds=self.heartbeat_interval.total_seconds()),
+            id="heartbeat",
+            executor="service",
+            next_run_time=now,
         )
 
     def run_forever(self, stop: threading.Event | None = None) -> None:

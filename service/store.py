@@ -294,6 +294,22 @@ class Store:
                     row.failing_alerted = True
             return FailureView(row.consecutive_failures, row.failing_alerted, row.disabled_reason)
 
+    def record_service_error(self, watcher: str, message: str, kind: str, now: datetime) -> int:
+        """Tell the operator, once per ``kind``, that storing or matching a watcher's
+        poll failed (the watcher's own state is left alone: it did not fail)."""
+        _require_aware(now)
+        if self._planner is None:
+            return 0
+        with self._errors(), self._write.begin() as session:
+            return self._planner.queue_health(
+                session,
+                watcher=watcher,
+                event="service_error",
+                message=message,
+                episode=kind,
+                now=now,
+            )
+
     def tick(self, now: datetime) -> int:
         """Queue what the clock calls for (daily digests), in one transaction."""
         _require_aware(now)

@@ -45,7 +45,15 @@ from watchers.feed_entries import author, entry_text, entry_title, feed_account,
 from watchers.toolkit.http import BoundedClient, Fetched, Validators, read_file
 from watchers.toolkit.httpsettings import HttpWatcherSettings, check_http_url, default_user_agent
 from watchers.toolkit.redact import Redactor, mask_url
-from watchers.toolkit.xmlguard import EntityDeclared, entry_ranges, is_ascii_compatible
+from watchers.toolkit.xmlguard import (
+    Bounded,
+    DocumentRefused,
+    EntityDeclared,
+    bound_document,
+    bound_loose,
+    entry_ranges,
+    is_ascii_compatible,
+)
 
 
 class RssSettings(HttpWatcherSettings):
@@ -173,6 +181,7 @@ class RssWatcher:
         if not body.strip():
             raise self._not_a_feed("empty response")
         try:
+            bounded = self._bounded(body)
             ranges = entry_ranges(body)
         except EntityDeclared:
             raise self._not_a_feed(
@@ -181,18 +190,25 @@ class RssWatcher:
             ) from None
         if not is_ascii_compatible(body):
             ranges = None  # byte offsets of '>' are not searchable in UTF-16/32
+        elif ranges is not None and bounded.entries is not None:
+            ranges = ranges[: bounded.entries]
         content_type = _content_type(fetched.headers.get("Content-Type"))
         response_headers = {
             "content-type": content_type,
             "content-location": fetched.final_url or self._url,
         }
+        if bounded.cuts:
+            # The copy is UTF-8 whatever the server declared.
+            response_headers["content-type"] = "application/xml; charset=utf-8"
         # A file object, never bytes: feedparser would try short bytes as a local path.
-        parsed = feedparser.parse(io.BytesIO(body), response_headers=response_headers)
+        parsed = feedparser.parse(io.BytesIO(bounded.body), response_headers=response_headers)
         entries: list[Any] = list(parsed.get("entries") or [])
         if not parsed.get("version") and not entries:
             raise self._not_a_feed(self._why_not_a_feed(body, content_type, parsed))
         raws = self._raws(body, ranges, entries)
         method = self._capture_method(fetched, per_entry=raws is not None)
+        if bounded.cuts:
+            method += f"; cut before parsing: {', '.join(bounded.cuts)}"
         feed_author = parsed.get("feed", {})
         observations = [
             self._observation(
@@ -205,6 +221,17 @@ class RssWatcher:
             for index, entry in enumerate(entries)
         ]
         return _oldest_first(observations)
+
+    def _bounded(self, body: bytes) -> Bounded:
+        """The document within the parsing bounds (``watchers.toolkit.xmlguard``)."""
+        try:
+            bounded = bound_document(body)
+            if bounded is None:
+                bound_loose(body)  # not well-formed: refused, never cut, when too big
+                return Bounded(body)
+        except DocumentRefused as exc:
+            raise self._not_a_feed(f"refused before parsing: {exc}") from None
+        return bounded
 
     def _why_not_a_feed(self, body: bytes, content_type: str, parsed: Any) -> str:
         if _looks_like_html(body, content_type):
@@ -225,7 +252,10 @@ class RssWatcher:
         for raw, entry in zip(raws, entries, strict=True):
             entry_id = str(entry.get("id") or "")
             plain = entry_id.isascii() and not set(entry_id) & set("&<>'\"")
-            if plain and entry_id.encode("ascii") not in raw:
+            # feedparser resolves a bare guid against the feed's URL: "e1" becomes
+            # "https://host/e1", so its last segment is what the element holds.
+            bare = entry_id.rstrip("/").rsplit("/", 1)[-1]
+            if plain and entry_id.encode("ascii") not in raw and bare.encode("ascii") not in raw:
                 return None  # the n-th element is not the n-th entry: do not guess
         return raws
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,8 +51,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status = self.server.receiver._record(self, body)
+        if self.server.receiver.delay:
+            # A slow phone service: the request is in, the answer comes later.
+            time.sleep(self.server.receiver.delay)
         payload = b'{"ok": true}' if status < 300 else b'{"error": "failing on purpose"}'
-        self.send_response(status)
+        if status >= 300 and self.server.receiver.echo_auth:
+            # A hostile target: what it was sent comes back in the phrase and the body.
+            sent = self.headers.get("Authorization") or ""
+            payload = json.dumps({"error": f"bad credentials {sent} in {self.path}"}).encode()
+            self.send_response(status, f"Rejected {sent}")
+        else:
+            self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -77,6 +87,10 @@ class WebhookReceiver:
         self.port = port or free_port()
         # When set, every POST is answered with this status (and still recorded).
         self.fail_status: int | None = None
+        # With fail_status: the Authorization header and path echoed back in the answer.
+        self.echo_auth = False
+        # Seconds between receiving a POST and answering it.
+        self.delay = 0.0
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._server: _Server | None = None

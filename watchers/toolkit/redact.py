@@ -5,7 +5,8 @@ output, stored errors and alert bodies.
 * ``mask_url`` shows a plain web URL without its credentials: no userinfo, every query
   value masked, no fragment (which query parameters are secret is unknowable).
 * ``hide_password`` shows a URL with only its password masked (a database URL).
-* ``url_secrets`` lists the parts of a configured web URL that may be credentials.
+* ``url_secrets`` lists the parts of a configured web URL that may be credentials,
+  a token-like path segment among them (``looks_like_token``).
 * ``apprise_url_secrets`` / ``mask_apprise_url`` do the same for an Apprise URL; which
   of its parts are secret comes from Apprise's own metadata (``private`` tokens).
 * ``Redactor`` replaces known secret values (also percent-encoded, and as the Basic
@@ -38,6 +39,7 @@ __all__ = [
     "apprise_url_secrets",
     "basic_credentials",
     "hide_password",
+    "looks_like_token",
     "mask_apprise_url",
     "mask_url",
     "redact",
@@ -69,7 +71,8 @@ def mask_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
-    masked = f"{parts.scheme}://{netloc}{parts.path}"
+    path = "/".join(MASK if looks_like_token(seg) else seg for seg in parts.path.split("/"))
+    masked = f"{parts.scheme}://{netloc}{path}"
     if parts.query:
         pieces = (
             p.split("=", 1)[0] + "=***" if "=" in p else "***" for p in parts.query.split("&")
@@ -82,6 +85,25 @@ def hide_password(url: str) -> str:
     """``url`` with its password (``scheme://user:PASSWORD@host``) replaced by ``***``;
     user, host and path stay (a database URL names the account it logs in as)."""
     return _PASSWORD_IN_URL.sub(rf"\g<1>{MASK}@", url)
+
+
+# A path segment that is a token (https://host/feed/8f14e45fceea167a5a36dedd4bea2543.xml,
+# https://host/u/alex/private-3kd9x0QwZr7pLm2v): 16+ characters of letters and digits
+# mixed, or 24+ of any letters, digits and -_. without a space. Words and slugs
+# ("my-weekly-reading-list", "2026") keep their shape.
+_TOKEN_CORE = re.compile(r"[A-Za-z0-9_-]{16,}")
+
+
+def looks_like_token(segment: str) -> bool:
+    """Whether a URL path segment (extension aside) is a credential-like token."""
+    core = unquote(segment).rsplit(".", 1)[0]
+    if not _TOKEN_CORE.fullmatch(core):
+        return False
+    runs = [run for run in re.split(r"[-_]", core) if run]
+    mixed = any(
+        re.search(r"[0-9]", run) and re.search(r"[A-Za-z]", run) and len(run) >= 12 for run in runs
+    )
+    return mixed or any(len(run) >= 24 for run in runs)
 
 
 def basic_credentials(user: str, password: str) -> str:
@@ -100,7 +122,13 @@ def url_secrets(url: str) -> frozenset[str]:
         user, password = unquote(parts.username or ""), unquote(parts.password)
         secrets.update((parts.password, password, basic_credentials(user, password)))
     elif parts.username:
-        secrets.update((parts.username, unquote(parts.username)))
+        user = unquote(parts.username)
+        # A lone token goes out as Basic base64("TOKEN:").
+        secrets.update((parts.username, user, basic_credentials(user, "")))
+    for segment in parts.path.split("/"):
+        if looks_like_token(segment):
+            core = unquote(segment).rsplit(".", 1)[0]
+            secrets.update((segment, unquote(segment), core))
     for piece in parts.query.split("&"):
         value = piece.split("=", 1)[-1]
         secrets.update((value, unquote_plus(value)))
@@ -182,8 +210,13 @@ def _notify_url() -> re.Pattern[str] | None:
 
 
 def _variants(secret: str) -> set[str]:
-    # A secret also leaks percent-encoded, e.g. as a URL's password.
-    return {secret, quote(secret, safe=""), quote_plus(secret)}
+    # A secret also leaks percent-encoded (as a URL's password) and base64-encoded (a
+    # server echoing the Authorization it was sent, a bearer token encoded again).
+    raw = secret.encode("utf-8", "surrogatepass")
+    encoded = {base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii")}
+    return {secret, quote(secret, safe=""), quote_plus(secret)} | {
+        form for value in encoded for form in (value, value.rstrip("="))
+    }
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
