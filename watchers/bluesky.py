@@ -16,7 +16,6 @@ session; nothing is posted, liked, followed, muted, blocked, reported, and
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -171,10 +170,9 @@ class BlueskyWatcher:
         self._asked: set[str] = set()
         self._dids: dict[str, str] = {}  # configured handle (lower case) → DID
         self._reader: JetstreamReader | None = None
-        # Set by the running service (Wakeable): a stream event asks for an early poll,
-        # which then only drains the stream unless a full poll is due.
+        # Set by the running service (Wakeable): a stream event asks for an early poll
+        # (at most one per WAKE_EVERY seconds, see bluesky_stream).
         self._wake: Callable[[], None] | None = None
-        self._last_full: float | None = None
         secret = settings.app_password.get_secret_value() if settings.app_password else ""
         self._scrub = Redactor([secret])
 
@@ -201,12 +199,10 @@ class BlueskyWatcher:
         self._resolve_identities(st, now)
         notes.extend(st.identity_notes)
         sink = EventSink(self, st, notes)
-        if self._full_poll_due():
-            sources = [partial(self._author_feed, did, st, sink) for did in sorted(sink.wanted)]
-            if self.settings.identifier is not None:
-                sources.insert(0, partial(self._notifications, st, sink))
-            self._read_sources(sources, notes)
-            self._last_full = time.monotonic()
+        sources = [partial(self._author_feed, did, st, sink) for did in sorted(sink.wanted)]
+        if self.settings.identifier is not None:
+            sources.insert(0, partial(self._notifications, st, sink))
+        self._read_sources(sources, notes)
         if self.settings.realtime:
             self._stream(st, sink)
         try:
@@ -215,13 +211,6 @@ class BlueskyWatcher:
             sink.give_back(self._reader)
             raise
         return PollResult(observations, st.to_json(), notes)
-
-    def _full_poll_due(self) -> bool:
-        """A poll woken by the stream sooner than ``every`` after the last full one
-        reads only the stream: the XRPC sources keep their own pace."""
-        if self._last_full is None or self._reader is None or not self._reader.running:
-            return True
-        return time.monotonic() - self._last_full >= self.settings.every.total_seconds() * 0.9
 
     @staticmethod
     def _read_sources(sources: Sequence[Callable[[], None]], notes: list[str]) -> None:

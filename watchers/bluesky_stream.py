@@ -106,8 +106,9 @@ def subscribe_url(
 
 
 # Seconds between two wakes of the running service's poll: new events reach the store
-# within about this long, however fast they arrive.
-WAKE_EVERY = 2.0
+# within about this long, however fast they arrive, and a busy stream costs the AppView
+# at most one round of reads per interval.
+WAKE_EVERY = 5.0
 
 
 class JetstreamReader:
