@@ -38,7 +38,15 @@ def _feed(items: bytes) -> bytes:
     )
 
 
-def _item(guid: bytes, *, author: bytes = b"someone", title: bytes = b"hello") -> bytes:
+# Evidence keeps only what involves the case (#14): each hostile item also addresses
+# the protected person and names the restrained party (a suspected proxy), so that what
+# is kept of it, and the cut, can be checked.
+PROXY = b" @alex_smith John Doe says hello"
+
+
+def _item(
+    guid: bytes, *, author: bytes = b"someone", title: bytes = b"hello", text: bytes = PROXY
+) -> bytes:
     return (
         b"<item><guid>"
         + guid
@@ -47,7 +55,9 @@ def _item(guid: bytes, *, author: bytes = b"someone", title: bytes = b"hello") -
         + b"</title><author>"
         + author
         # a@b.c in the text: feedparser's quadratic e-mail regex needs an '@' to chase
-        + b"</author><description>a@b.c</description></item>"
+        + b"</author><description>a@b.c"
+        + text
+        + b"</description></item>"
     )
 
 
@@ -55,7 +65,9 @@ HOSTILE: dict[str, bytes] = {
     "author_1mb": _feed(_item(b"h1", author=b"x" * 1_000_000 + b"@example.org")),
     "title_1mb": _feed(_item(b"h1", title=b"T" * 1_000_000)),
     "nesting_700k": _feed(b"<item>" + b"<a>" * 700_000 + b"</a>" * 700_000 + b"</item>"),
-    "entries_200k": _feed(b"".join(_item(b"e%d" % i) for i in range(200_000))),
+    "entries_200k": _feed(
+        _item(b"e0") + b"".join(_item(b"e%d" % i, text=b"") for i in range(1, 200_000))
+    ),
     "long_guid": _feed(_item(b"g" * 300_000)),
 }
 
