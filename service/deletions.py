@@ -1,18 +1,27 @@
 """What re-checks found gone (service.recheck), for the timeline, ``show`` and the
 report: ``deleted_at`` is when nocontact found the item gone, ``deleted_between`` the
-window in which it went (from when it was last seen present)."""
+window in which it went (from when it was last seen present).
+
+A platform that announces a deletion itself (a Bluesky Jetstream delete event,
+``watchers.base.Gone``) gets the same ``recheck`` chain record, with the event's time
+as ``event_at`` (then ``deleted_at``) and the event's bytes as the record's blob,
+covered by ``event_sha256``: a deletion is a fact about the item, not a version of it.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import chain
-from service.models import Evidence, Violation, ViolationEvidence
+from service.evidence import format_time, sha256_hex
+from service.models import ChainRecord, Evidence, Violation, ViolationEvidence
+from watchers.base import Gone
 
 FINAL = ("deleted", "removed")
 
@@ -29,9 +38,10 @@ def deletions(
         data = json.loads(record.data)
         key = (data["platform"], data["native_id"])
         if key in wanted and data["outcome"] in FINAL and key not in found:
+            when = data.get("event_at") or data["checked_at"]
             found[key] = {
-                "deleted_at": data["checked_at"],
-                "deleted_between": [data["last_seen_at"], data["checked_at"]],
+                "deleted_at": when,
+                "deleted_between": [data["last_seen_at"], when],
                 "outcome": data["outcome"],
                 "detail": data["detail"],
             }
@@ -78,3 +88,44 @@ def case_notes(session: Session, case_id: str) -> dict[int, str]:
                 f"{end} UTC; the stored copy above is what was captured before"
             )
     return notes
+
+
+def record_gone(session: Session, watcher: str, gone: Iterable[Gone], now: datetime) -> int:
+    """Chain a ``deleted`` record for each captured item a platform announced gone, in
+    the poll's transaction; items never stored or already found gone are skipped (a
+    replayed stream repeats its events). Returns how many were recorded."""
+    recorded = 0
+    for event in gone:
+        rows = session.execute(
+            select(Evidence.id, Evidence.seq, Evidence.captured_at)
+            .where(Evidence.platform == event.platform, Evidence.native_id == event.native_id)
+            .order_by(Evidence.seq)
+        ).all()
+        if not rows:
+            continue
+        last_seen = rows[-1].captured_at
+        known = session.scalars(
+            select(ChainRecord).where(
+                ChainRecord.record == "recheck",
+                ChainRecord.evidence_id.in_([row.id for row in rows]),
+            )
+        )
+        outcomes = [(json.loads(r.data)["outcome"], r.recorded_at) for r in known]
+        if any(outcome in FINAL for outcome, _ in outcomes):
+            continue
+        seen = [at for outcome, at in outcomes if outcome in ("unchanged", "edited")]
+        data = {
+            "platform": event.platform,
+            "native_id": event.native_id,
+            "evidence_seq": rows[-1].seq,
+            "outcome": "deleted",
+            "detail": event.detail,
+            "checked_at": format_time(now),
+            "event_at": format_time(event.at),
+            "last_seen_at": format_time(max([last_seen, *seen])),
+            "source": f"{watcher}: the platform's own delete event",
+            "event_sha256": sha256_hex(event.raw),
+        }
+        chain.append(session, "recheck", data, now, blob=event.raw, evidence_id=rows[-1].id)
+        recorded += 1
+    return recorded

@@ -175,6 +175,20 @@ class RecheckResult:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Gone:
+    """A captured item the platform itself announced gone (a Bluesky Jetstream delete
+    event): recorded like a re-check's ``deleted`` (a chain record, never a version,
+    which would say its author edited it). ``at`` is the platform's time of the event,
+    ``raw`` the event as received."""
+
+    platform: str
+    native_id: str
+    at: datetime
+    raw: bytes
+    detail: str = "deleted by its author"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class AccountInfo:
     """What a platform says about an account, for judging look-alike accounts."""
 
@@ -211,6 +225,8 @@ class PollResult:
     state: dict[str, Any]
     # Free-form lines for ``nocontact status`` (for example an X read budget).
     status_notes: list[str] = dataclasses.field(default_factory=list)
+    # Captured items the platform announced deleted (service.deletions records them).
+    gone: list[Gone] = dataclasses.field(default_factory=list)
 
 
 class WatcherError(Exception):

@@ -214,7 +214,7 @@ class BlueskyWatcher:
         except WatcherError:
             sink.give_back(self._reader)
             raise
-        return PollResult(observations, st.to_json(), notes)
+        return PollResult(observations, st.to_json(), notes, gone=sink.gone)
 
     def _full_poll_due(self) -> bool:
         """A poll woken by the stream sooner than ``every`` after the last full one
