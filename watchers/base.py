@@ -155,11 +155,13 @@ RecheckOutcome = Literal["unchanged", "edited", "deleted", "removed", "unavailab
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RecheckItem:
-    """A captured item to read again: its id, link and newest stored text."""
+    """A captured item to read again: its id, link, newest stored text and raw payload
+    (where a platform's local id lives, such as a Mastodon status's id)."""
 
     native_id: str
     url: str | None
     text: str
+    raw: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
