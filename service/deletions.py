@@ -11,7 +11,8 @@ covered by ``event_sha256``: a deletion is a fact about the item, not a version 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -129,3 +130,31 @@ def record_gone(session: Session, watcher: str, gone: Iterable[Gone], now: datet
         chain.append(session, "recheck", data, now, blob=event.raw, evidence_id=rows[-1].id)
         recorded += 1
     return recorded
+
+
+def recent(session: Session, case_ids: Sequence[str], since: datetime) -> Counter[tuple[str, str]]:
+    """(kind, platform) → how many of the cases' items were found deleted by their
+    author since ``since`` (for the daily digest: a deletion is never pushed at once)."""
+    found: Counter[tuple[str, str]] = Counter()
+    rows = session.execute(
+        select(ChainRecord.data, Evidence.kind, Evidence.platform, Evidence.native_id)
+        .join(Evidence, Evidence.id == ChainRecord.evidence_id)
+        .where(ChainRecord.record == "recheck", ChainRecord.recorded_at > since)
+    ).all()
+    for data, kind, platform, native_id in rows:
+        if json.loads(data).get("outcome") != "deleted":
+            continue
+        linked = session.scalar(
+            select(Violation.id)
+            .join(ViolationEvidence, ViolationEvidence.violation_id == Violation.id)
+            .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
+            .where(
+                Violation.case_id.in_(case_ids),
+                Evidence.platform == platform,
+                Evidence.native_id == native_id,
+            )
+            .limit(1)
+        )
+        if linked is not None:
+            found[(kind, platform)] += 1
+    return found
