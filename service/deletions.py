@@ -30,7 +30,8 @@ FINAL = ("deleted", "removed")
 def deletions(
     session: Session, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """(platform, native_id) → ``{"deleted_at", "deleted_between", "outcome", "detail"}``."""
+    """(platform, native_id) → ``{"deleted_at", "deleted_between", "outcome", "detail",
+    "seq"}`` (``seq``: the chain record's)."""
     wanted = set(keys)
     found: dict[tuple[str, str], dict[str, Any]] = {}
     if not wanted:
@@ -45,6 +46,7 @@ def deletions(
                 "deleted_between": [data["last_seen_at"], when],
                 "outcome": data["outcome"],
                 "detail": data["detail"],
+                "seq": record.seq,
             }
     return found
 

@@ -102,17 +102,27 @@ def test_cli_recheck_prints_a_mastodon_deletion_and_alerts_nothing(
     assert lines[-1] == "1 item(s) changed since they were captured or last checked"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM alert_outbox").fetchone() == (alerts,)
-    gone = [
-        e
-        for row in json.loads(
-            nocontact(
-                "timeline", "-c", str(config), "--format", "json", env=env(mastodon_server)
-            ).stdout
-        )
-        for e in row["evidence"]
-        if e["native_id"] == found["direct"]["uri"]
-    ]
-    assert len(gone) == 1
-    assert gone[0]["deleted_at"] is not None
+    rows = json.loads(
+        nocontact(
+            "timeline", "-c", str(config), "--format", "json", env=env(mastodon_server)
+        ).stdout
+    )
+    (row,) = [r for r in rows if found["direct"]["uri"] in {e["native_id"] for e in r["evidence"]}]
+    (item,) = [e for e in row["evidence"] if e["native_id"] == found["direct"]["uri"]]
+    assert item["deleted_at"] is not None
+
+    # `show` gives the deletion: outcome, when, the window and its chain record.
+    shown = nocontact("show", row["id"][:8], "-c", str(config), "--format", "json")
+    (deletion,) = json.loads(shown.stdout)["deletions"]
+    assert deletion["outcome"] == "deleted"
+    assert deletion["native_id"] == found["direct"]["uri"]
+    assert deletion["deleted_at"] == item["deleted_at"] == deletion["deleted_between"][1]
+    assert deletion["deleted_between"][0] == item["captured_at"]
+    assert isinstance(deletion["chain_record"], int)
+    text = nocontact("show", row["id"][:8], "-c", str(config)).stdout
+    assert "Found gone since capture:" in text
+    assert f"mastodon {found['direct']['uri']}: DELETED (deleted by its author)" in text
+    assert f"between {item['captured_at']} (" in text
+    assert f"(chain record {deletion['chain_record']})" in text
     assert mastodon_server.write_attempts == []
     assert TOKEN not in result.stdout + result.stderr
