@@ -47,6 +47,7 @@ def deletions(
                 "outcome": data["outcome"],
                 "detail": data["detail"],
                 "seq": record.seq,
+                "by_event": "event_at" in data,  # the platform's own delete event
             }
     return found
 
@@ -86,8 +87,9 @@ def case_notes(session: Session, case_id: str) -> dict[int, str]:
         fact = gone.get((platform, native_id))
         if fact is not None:
             start, end = fact["deleted_between"]
+            how = "Platform delete event" if fact["by_event"] else "Re-check"
             notes[seq] = (
-                f"Re-check: {fact['outcome'].upper()} ({fact['detail']}) between {start} and "
+                f"{how}: {fact['outcome'].upper()} ({fact['detail']}) between {start} and "
                 f"{end} UTC; the stored copy above is what was captured before"
             )
     return notes

@@ -184,7 +184,8 @@ def test_bluesky_run_fills_the_timeline_follows_a_renamed_account_and_resumes(
     nocontact("verify", "-c", str(config), env=env)
     again = tmp_path / "packet2"
     nocontact("export", "-c", str(config), "--case", "smith-v-doe", "--out", str(again), env=env)
-    assert "Re-check: DELETED" in (again / "report.html").read_text(encoding="utf-8")
+    report = (again / "report.html").read_text(encoding="utf-8")
+    assert "Platform delete event: DELETED (deleted by its author (Jetstream" in report
     handle_change = [m for n, _v, m, _r in stored if n == f"{JDOE_DID}#identity-501"]
     assert handle_change == ["Bluesky Jetstream account event"]
 
