@@ -112,6 +112,7 @@ def show_text(detail: Detail, zone: ZoneInfo) -> str:
         out.append(f"  DISMISSED by {d.by} at {when(d.at)}: {d.reason} (chain record {d.seq})")
     for number, item in enumerate(entry.evidence, 1):
         out += _evidence_text(number, item, when)
+    out += _deletions_text(detail, when)
     out += ["", "Alerts:" if detail.deliveries else "Alerts: none queued"]
     for delivery in detail.deliveries:
         out.append(
@@ -128,6 +129,21 @@ def show_text(detail: Detail, zone: ZoneInfo) -> str:
                 + (f" (chain record {view.evidence_seq})" if view.evidence_seq else "")
                 for view in detail.content_views]  # fmt: skip
     return "\n".join(out)
+
+
+def _deletions_text(detail: Detail, when: Callable[[datetime | None], str]) -> list[str]:
+    """The items found gone since capture (a re-check or the platform's delete event)."""
+    if not detail.deletions:
+        return []
+    out = ["", "Found gone since capture:"]
+    for gone in detail.deletions:
+        start, end = (datetime.fromisoformat(t) for t in gone.deleted_between)
+        out += [
+            f"  {gone.platform} {gone.native_id}: {gone.outcome.upper()} ({gone.detail})",
+            f"    between {when(start)}",
+            f"    and     {when(end)} (chain record {gone.seq})",
+        ]
+    return out
 
 
 def _evidence_text(

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service import models
+from service import deletions, models
 from service.evidence import truncate_to_second
 from service.health import DEFAULT_FAILURE_THRESHOLD
 from service.messages import (
@@ -160,7 +160,8 @@ class Composer:
         }
         sources = [_source_health(name, states.get(name), every[name]) for name in names]
         zone = route_timezone(self._settings.cases, route_name)
-        message = render_digest(route_name, Counter(kinds), sources, now, zone)
+        deleted = deletions.recent(session, cases, now - DIGEST_PERIOD)
+        message = render_digest(route_name, Counter(kinds), sources, now, zone, deleted)
         return Block(message.title, message.body, message.severity, None)
 
 

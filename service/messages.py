@@ -314,9 +314,11 @@ def render_digest(
     sources: Sequence[SourceHealth],
     now: datetime,
     timezone: ZoneInfo,
+    deleted: Counter[tuple[str, str]] | None = None,
 ) -> Message:
-    """The daily digest: the last 24 h by kind and every source's health. It is sent
-    even when nothing happened, so that its absence says the service is down."""
+    """The daily digest: the last 24 h by kind, the items found deleted (by kind and
+    platform) and every source's health. It is sent even when nothing happened, so
+    that its absence says the service is down."""
     total = sum(counts.values())
     lines = [f"Daily digest for route {route}, {local_time(now, timezone)}."]
     if total:
@@ -324,6 +326,11 @@ def render_digest(
         lines += [f"  {n} × {kind_text(kind).count}" for kind, n in counts.most_common()]
     else:
         lines.append("Last 24 hours: no violations recorded.")
+    if deleted:
+        lines.append(
+            f"{sum(deleted.values())} item(s) found deleted by their author in the last 24 h:"
+        )
+        lines += [f"  {n} × {kind} on {platform}" for (kind, platform), n in deleted.most_common()]
     fresh = [source for source in sources if source.on_schedule(now)]
     if sources and len(fresh) == len(sources):
         within_hour = all(

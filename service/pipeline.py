@@ -190,6 +190,7 @@ class Pipeline:
                 state=result.state,
                 status_notes=result.status_notes,
                 now=now,
+                gone=result.gone,
             )
         )
         served = [case.id for case in self.settings.cases_for(settings)]

@@ -115,6 +115,16 @@ _COLUMNS = (
 )
 
 
+def _raws(session: Session, ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored raw payloads of ``ids``, a page at a time (bind-parameter limits)."""
+    found: dict[int, bytes] = {}
+    for start in range(0, len(ids), 500):
+        page = ids[start : start + 500]
+        rows = session.execute(select(Evidence.id, Evidence.raw).where(Evidence.id.in_(page)))
+        found.update((evidence_id, raw) for evidence_id, raw in rows)
+    return found
+
+
 def is_due(item: _Item, now: datetime, window: timedelta) -> bool:
     if item.final or item.checks >= len(SCHEDULE):
         return False
@@ -162,7 +172,12 @@ class Rechecker:
         watcher = self.watcher_for(name)
         if watcher is None or not isinstance(watcher, Rechecking):
             return []
-        wanted = [RecheckItem(item.native_id, item.url, item.text) for item in batch]
+        with self.sessions() as session:
+            raws = _raws(session, [item.evidence_id for item in batch])
+        wanted = [
+            RecheckItem(item.native_id, item.url, item.text, raws.get(item.evidence_id))
+            for item in batch
+        ]
         try:
             results = watcher.recheck(wanted)
         except WatcherError as exc:

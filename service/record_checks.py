@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from sqlalchemy.orm import Session
 
+from service.evidence import sha256_hex
 from service.models import ChainRecord
 
 
@@ -26,4 +27,8 @@ def check_record(
         from service.timestamping import check_token
 
         return check_token(session, data, row.blob, roots)
+    # A platform's delete event is kept as the record's blob, covered by its hash.
+    event_sha = data.get("event_sha256") if row.record == "recheck" else None
+    if event_sha is not None and (row.blob is None or sha256_hex(row.blob) != event_sha):
+        return ["the delete event stored with this record does not match event_sha256"]
     return []

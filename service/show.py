@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.access_log import ContentView, content_views
+from service.deletions import deletions
 from service.evidence import format_time
 from service.marks import Dismissal, dismissals
 from service.models import DeliveryAttempt, OutboxAlert, Violation
@@ -47,12 +48,37 @@ class Delivery:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Deletion:
+    """An item of the violation found gone (service.deletions): when, in which window."""
+
+    platform: str
+    native_id: str
+    outcome: str  # deleted (by its author) | removed (by a moderator or the site)
+    detail: str
+    deleted_at: str
+    deleted_between: tuple[str, str]
+    seq: int  # its chain record
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "native_id": self.native_id,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "deleted_at": self.deleted_at,
+            "deleted_between": list(self.deleted_between),
+            "chain_record": self.seq,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Detail:
     entry: ViolationEntry
     dismissal: Dismissal | None
     deliveries: tuple[Delivery, ...]
     # Who saw its content through the web view (service.access_log), oldest first.
     content_views: tuple[ContentView, ...] = ()
+    deletions: tuple[Deletion, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +86,7 @@ class Detail:
             "dismissed": self.dismissal.to_json() if self.dismissal else None,
             "alerts": [delivery.to_json() for delivery in self.deliveries],
             "content_views": [view.to_json() for view in self.content_views],
+            "deletions": [deletion.to_json() for deletion in self.deletions],
         }
 
 
@@ -97,6 +124,25 @@ def violation_detail(session: Session, violation_id: str) -> Detail:
         dismissal=dismissals(session, [violation_id]).get(violation_id),
         deliveries=tuple(_deliveries(session, violation_id)),
         content_views=tuple(content_views(session, violation_id)),
+        deletions=_deletions(session, entry),
+    )
+
+
+def _deletions(session: Session, entry: ViolationEntry) -> tuple[Deletion, ...]:
+    keys = list(dict.fromkeys((item.platform, item.native_id) for item in entry.evidence))
+    gone = deletions(session, keys)
+    return tuple(
+        Deletion(
+            platform,
+            native_id,
+            fact["outcome"],
+            fact["detail"],
+            fact["deleted_at"],
+            (fact["deleted_between"][0], fact["deleted_between"][1]),
+            fact["seq"],
+        )
+        for platform, native_id in keys
+        if (fact := gone.get((platform, native_id))) is not None
     )
 
 

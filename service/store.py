@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from service import evidence
+from service import deletions, evidence
 from service.db import StoreError, database_errors, session_factory
 from service.grouping import NewEvidence, PollWrite
 from service.hits import Hit
@@ -38,7 +38,7 @@ from service.outbox import dialect_insert, insert_ignore
 from service.planner import AlertPlanner, WatcherFailure, episode
 from service.settings import CaseSettings
 from service.timeline import ViolationEntry, iter_entries
-from watchers.base import Observation
+from watchers.base import Gone, Observation
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class PollRecord:
     state: Mapping[str, Any]
     status_notes: Sequence[str]
     now: datetime
+    # Captured items the platform announced deleted (chained by service.deletions).
+    gone: Sequence[Gone] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -349,6 +351,7 @@ class Store:
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
             stored, fresh = self._append_evidence(session, poll.watcher, poll.observations, now)
+            deletions.record_gone(session, poll.watcher, poll.gone, now)
             write = PollWrite(session, self._cases, now)
             self._ensure_cases(session, poll.hits, fresh, self._cases, now)
             for item in fresh:

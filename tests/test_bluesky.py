@@ -268,8 +268,11 @@ def test_jetstream_follows_the_watched_dids_in_real_time(
     second = poll_until(watcher, first.state, 3)
     kinds = {(o.native_id, o.kind) for o in second.observations}
     assert (f"at://{FRIEND_DID}/app.bsky.feed.post/3live2", "post") in kinds
-    deletion = next(o for o in second.observations if o.native_id == streamed.native_id)
-    assert deletion.text == ""
+    # The delete is a fact about the stored post, not a version of it.
+    assert streamed.native_id not in {o.native_id for o in second.observations}
+    [deletion] = second.gone
+    assert deletion.native_id == streamed.native_id
+    assert deletion.at == live(13)
     assert json.loads(deletion.raw)["commit"]["operation"] == "delete"
     handle = next(o for o in second.observations if o.kind == "account")
     assert "from @johndoe.bsky.social to @johnny.bsky.social" in handle.text
@@ -278,16 +281,19 @@ def test_jetstream_follows_the_watched_dids_in_real_time(
 
 
 def poll_until(watcher: BlueskyWatcher, state: dict[str, Any], count: int) -> Any:
-    """Poll until ``count`` observations have arrived (the stream is asynchronous)."""
+    """Poll until ``count`` observations and deletions have arrived (the stream is
+    asynchronous)."""
     found: list[Any] = []
+    gone: list[Any] = []
     for _attempt in range(100):
         result = watcher.poll(state)
         found += result.observations
+        gone += result.gone
         state = result.state
-        if len(found) >= count:
+        if len(found) + len(gone) >= count:
             break
         time.sleep(0.05)
-    result.observations = found
+    result.observations, result.gone = found, gone
     return result
 
 
@@ -360,7 +366,8 @@ def test_whole_network_keeps_only_posts_about_the_protected_person(
     jetstream.delete(STRANGER_DID, "3rose", live(20))
     jetstream.delete(STRANGER_DID, "3cat", live(21))
     later = poll_until(watcher, result.state, 1)
-    assert [o.native_id.rsplit("/", 1)[1] for o in later.observations] == ["3rose"]
+    assert later.observations == []
+    assert [g.native_id.rsplit("/", 1)[1] for g in later.gone] == ["3rose"]
 
 
 # ---------------------------------------------------------------- faults

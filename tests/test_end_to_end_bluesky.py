@@ -169,16 +169,35 @@ def test_bluesky_run_fills_the_timeline_follows_a_renamed_account_and_resumes(
     versions = [(n, v) for n, v, _m, _r in stored]
     # Nothing stored twice although the stream replayed part of the first run.
     assert len(versions) == len(set(versions))
-    deleted = [(v, m, r) for n, v, m, r in stored if n == live]
-    assert [v for v, _m, _r in deleted] == [1, 2]
-    assert "deleted" in deleted[1][1]
-    assert json.loads(deleted[1][2])["commit"]["operation"] == "delete"
+    # The deletion is not a version (which would say the author edited the post) but a
+    # chain record with its window: from the capture to the delete event's time.
+    assert [v for n, v, _m, _r in stored if n == live] == [1]
+    with sqlite3.connect(tmp_path / "nc.db") as db:
+        [(data, blob)] = db.execute("SELECT data, blob FROM chain_records WHERE record='recheck'")
+    assert json.loads(data)["outcome"] == "deleted"
+    assert json.loads(blob)["commit"]["operation"] == "delete"
+    gone = next(e for row in timeline() for e in row["evidence"] if e["native_id"] == live)
+    deleted_at = at(72).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert gone["deleted_at"] == deleted_at
+    assert gone["deleted_between"][1] == deleted_at
+    assert gone["deleted_between"][0] < deleted_at
+    nocontact("verify", "-c", str(config), env=env)
+    again = tmp_path / "packet2"
+    nocontact("export", "-c", str(config), "--case", "smith-v-doe", "--out", str(again), env=env)
+    report = (again / "report.html").read_text(encoding="utf-8")
+    assert "Platform delete event: DELETED (deleted by its author (Jetstream" in report
     handle_change = [m for n, _v, m, _r in stored if n == f"{JDOE_DID}#identity-501"]
     assert handle_change == ["Bluesky Jetstream account event"]
 
     third = nocontact("run", "-c", str(config), "--once", env=env)
     assert "0 new evidence, 0 new violation(s)" in third.stdout
     assert bluesky_server.write_attempts == []
+    # The stored delete event is covered by the chain record's event_sha256.
+    with sqlite3.connect(tmp_path / "nc.db") as db:
+        db.execute("UPDATE chain_records SET blob = ? WHERE record = 'recheck'", (b"{}",))
+    broken = nocontact("verify", "-c", str(config), expect=None, env=env)
+    assert broken.returncode != 0
+    assert "event_sha256" in broken.stdout + broken.stderr
 
 
 def test_the_running_service_stores_a_post_the_moment_jetstream_sends_it(

@@ -155,11 +155,13 @@ RecheckOutcome = Literal["unchanged", "edited", "deleted", "removed", "unavailab
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RecheckItem:
-    """A captured item to read again: its id, link and newest stored text."""
+    """A captured item to read again: its id, link, newest stored text and raw payload
+    (where a platform's local id lives, such as a Mastodon status's id)."""
 
     native_id: str
     url: str | None
     text: str
+    raw: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,6 +174,20 @@ class RecheckResult:
     outcome: RecheckOutcome
     detail: str = ""
     observation: Observation | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gone:
+    """A captured item the platform itself announced gone (a Bluesky Jetstream delete
+    event): recorded like a re-check's ``deleted`` (a chain record, never a version,
+    which would say its author edited it). ``at`` is the platform's time of the event,
+    ``raw`` the event as received."""
+
+    platform: str
+    native_id: str
+    at: datetime
+    raw: bytes
+    detail: str = "deleted by its author"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,6 +227,8 @@ class PollResult:
     state: dict[str, Any]
     # Free-form lines for ``nocontact status`` (for example an X read budget).
     status_notes: list[str] = dataclasses.field(default_factory=list)
+    # Captured items the platform announced deleted (service.deletions records them).
+    gone: list[Gone] = dataclasses.field(default_factory=list)
 
 
 class WatcherError(Exception):

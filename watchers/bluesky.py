@@ -44,6 +44,8 @@ from watchers.base import (
     Observation,
     PollResult,
     RateLimitedError,
+    RecheckItem,
+    RecheckResult,
     Targets,
     TransientError,
     WatcherConfigError,
@@ -51,6 +53,7 @@ from watchers.base import (
     WatcherSettings,
 )
 from watchers.bluesky_events import EventSink
+from watchers.bluesky_recheck import recheck_posts
 from watchers.bluesky_records import Profile, parse_time, post_observation, profile_from_view
 from watchers.bluesky_state import BlueskyState
 from watchers.bluesky_stream import (
@@ -76,6 +79,7 @@ CAPTURE_METHODS = {
     "notification": "Bluesky notification (atproto XRPC app.bsky.notification.listNotifications)",
     "author feed": "Bluesky author feed (atproto XRPC app.bsky.feed.getAuthorFeed)",
     "Jetstream": "Bluesky Jetstream (real-time commit event)",
+    "re-check": "Bluesky re-check (atproto XRPC app.bsky.feed.getPosts)",
 }
 
 
@@ -210,7 +214,7 @@ class BlueskyWatcher:
         except WatcherError:
             sink.give_back(self._reader)
             raise
-        return PollResult(observations, st.to_json(), notes)
+        return PollResult(observations, st.to_json(), notes, gone=sink.gone)
 
     @staticmethod
     def _read_sources(sources: Sequence[Callable[[], None]], notes: list[str]) -> None:
@@ -475,6 +479,19 @@ class BlueskyWatcher:
                 st.cursor_us = live
         if reader.last_error:
             sink.notes.append(f"Bluesky: Jetstream: {reader.last_error}")
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]:
+        """Read captured posts again (watchers.bluesky_recheck)."""
+        return recheck_posts(self._get_posts, self._rewritten, items)
+
+    def _get_posts(self, uris: list[str]) -> list[dict[str, Any]]:
+        params = models.AppBskyFeedGetPosts.Params(uris=uris)
+        shape = models.AppBskyFeedGetPosts.Response
+        posts = self._query(self._public, "app.bsky.feed.getPosts", params, shape).get("posts")
+        return [p for p in posts if isinstance(p, dict)] if isinstance(posts, list) else []
+
+    def _rewritten(self, uri: str, cid: str | None, record: Any) -> Observation | None:
+        return self.make_post(uri, cid, record, "re-check")
 
     # ------------------------------------------------------------ accounts
 

@@ -12,13 +12,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from watchers.base import Observation
+from watchers.base import Gone, Observation
 from watchers.bluesky_records import (
+    PLATFORM,
     POST_NSID,
     NamePrefilter,
     account_observation,
     addressed_dids,
-    deletion_observation,
     parse_time,
     raw_json,
 )
@@ -33,6 +33,9 @@ from watchers.bluesky_stream import (
 if TYPE_CHECKING:
     from watchers.bluesky import BlueskyWatcher
     from watchers.bluesky_state import BlueskyState
+
+
+JETSTREAM_DELETE = "deleted by its author (Jetstream delete event)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class EventSink:
         self._captured = set(st.captured)
         self._pending: list[_Pending] = []
         self._other: list[Observation] = []
+        self.gone: list[Gone] = []
         self._drained: tuple[list[StreamEvent], list[StreamGap]] = ([], [])
         for handle, did in st.dids.items():
             st.handles.setdefault(did, handle)
@@ -104,10 +108,11 @@ class EventSink:
             return
         uri = f"at://{event.did}/{POST_NSID}/{rkey}"
         if operation == "delete":
+            # A fact about a stored post, not a version of it: the service chains it
+            # (and ignores it when the post was never stored).
             if event.did in self.wanted or uri in self._captured:
-                found = deletion_observation(uri, event.raw, self._watcher.name)
-                if found is not None:
-                    self._other.append(found)
+                when = us_to_datetime(event.time_us)
+                self.gone.append(Gone(PLATFORM, uri, when, event.raw, JETSTREAM_DELETE))
             return
         record = commit.get("record")
         if operation not in ("create", "update") or not isinstance(record, dict):

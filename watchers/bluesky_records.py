@@ -146,24 +146,6 @@ def post_observation(
     )
 
 
-def deletion_observation(uri: str, event_raw: bytes, watcher: str) -> Observation | None:
-    """A later version of a captured post that records its deletion: no text, the
-    Jetstream delete event as its raw payload. (The stored first version is untouched.)"""
-    parts = split_uri(uri)
-    if parts is None:
-        return None
-    return Observation(
-        platform=PLATFORM,
-        native_id=uri,
-        kind="post",
-        raw=event_raw,
-        watcher=watcher,
-        url=post_url(parts[0], parts[2]),
-        author_id=parts[0],
-        capture_method="Bluesky Jetstream delete event (the post was deleted)",
-    )
-
-
 def account_observation(
     did: str, native_id: str, text: str, when: datetime | None, event_raw: bytes, watcher: str
 ) -> Observation:

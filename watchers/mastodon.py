@@ -22,9 +22,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -38,6 +39,8 @@ from watchers.base import (
     Duration,
     Observation,
     PollResult,
+    RecheckItem,
+    RecheckResult,
     Targets,
     TransientError,
     WatcherConfigError,
@@ -57,6 +60,8 @@ from watchers.mastodon_entities import (
     require_status,
     text_of,
 )
+from watchers.mastodon_recheck import GONE, StatusRecheck, http_status
+from watchers.mastodon_recheck import Gone as RecheckGone
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +161,8 @@ class MastodonWatcher:
         self._refetch: set[str] = set()
         self._woken = False
         self._last_full: datetime | None = None
+        self._recheck: StatusRecheck | None = None
+        self._who: tuple[Viewer, str] | None = None  # the protected account, once known
 
     @property
     def name(self) -> str:
@@ -179,7 +186,7 @@ class MastodonWatcher:
             raise
 
     def _poll(self, state: Mapping[str, Any], now: datetime) -> PollResult:
-        viewer, me = self._viewer(state)
+        viewer, me = self._who = self._viewer(state)
         self._domain = viewer.domain
         self._protected.add(me.casefold())
         with self._lock:
@@ -375,6 +382,39 @@ class MastodonWatcher:
             log.info("watcher %s: %s", self.name, exc)
             return
         self._take(run, status, is_new=True)
+
+    # ------------------------------------------------------------ re-check
+
+    def recheck(self, items: Sequence[RecheckItem]) -> list[RecheckResult]:
+        """Read captured statuses again by id (watchers.mastodon_recheck)."""
+        if self._recheck is None:
+            self._recheck = StatusRecheck(
+                partial(self._entity, "status", self._client.status),
+                partial(self._entity, "account", self._client.account),
+                self._edited_version,
+                self._clock,
+            )
+        return self._recheck.run(items)
+
+    def _entity(self, what: str, call: Callable[[str], object], entity_id: str) -> Any:
+        try:
+            with self._errors(what):
+                call(entity_id)
+                found = self._session.last_json(what)
+        except TransientError as exc:
+            if http_status(exc) in GONE:
+                raise RecheckGone from exc
+            raise
+        if not isinstance(found, dict) or not text_of(found.get("id")):
+            raise TransientError(f"mastodon: {what}: answer has no id")
+        return found
+
+    def _edited_version(self, status: dict[str, Any]) -> Observation:
+        if self._who is None:  # for kind and recipients, read as polling reads them
+            self._who = self._viewer({})
+        viewer, me = self._who
+        shown = status["reblog"] if isinstance(status.get("reblog"), dict) else status
+        return observation(status, viewer, me, self.name, self._history(shown["id"]))
 
     # ------------------------------------------------------------ accounts
 

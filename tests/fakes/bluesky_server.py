@@ -161,6 +161,12 @@ class FakeBluesky:
             )
         return view
 
+    def delete_post(self, did: str, rkey: str) -> None:
+        """The author deletes the post: the AppView no longer has it."""
+        uri = f"at://{did}/{POST}/{rkey}"
+        self.posts = [p for p in self.posts if p["uri"] != uri]
+        self.notifications = [n for n in self.notifications if n["uri"] != uri]
+
     # ------------------------------------------------------------ XRPC
 
     def handle(
@@ -189,6 +195,12 @@ class FakeBluesky:
             actors = params.get("actors", [])
             dids = [self.handles.get(a, a) for a in actors]
             return 200, {"profiles": [self.profiles[d] for d in dids if d in self.profiles]}
+        if nsid == "app.bsky.feed.getPosts":
+            # Like the AppView: posts it does not have are left out, not errors.
+            uris = params.get("uris", [])
+            if len(uris) > 25:
+                return 400, {"error": "InvalidRequest", "message": "uris must have at most 25"}
+            return 200, {"posts": [p for p in self.posts if p["uri"] in uris]}
         if nsid == "app.bsky.feed.getAuthorFeed":
             return self._author_feed(params)
         if nsid == "app.bsky.notification.listNotifications":

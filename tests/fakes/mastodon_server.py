@@ -120,6 +120,8 @@ class FakeMastodon:
         self.faults: list[Fault] = []
         self.me: dict[str, Any] | None = None
         self._tags: dict[str, str] = {}
+        self._gone: set[str] = set()  # deleted statuses that answer 410
+        self._hidden: set[str] = set()  # suspended accounts, whose statuses answer 404
         self._streams: list[queue.Queue[tuple[str, str] | None]] = []
         self._next = FIRST_ID
         self._lock = threading.RLock()
@@ -264,6 +266,24 @@ class FakeMastodon:
             self.history[status["id"]].append(self._edit(status))
             self.push("status.update", status)
 
+    def delete(self, status: dict[str, Any], *, gone: bool = False) -> None:
+        """Its author deletes it: ``statuses/:id`` answers 404 (410 with ``gone``), and
+        its notifications go, as on Mastodon."""
+        with self._lock:
+            self.statuses = [s for s in self.statuses if s["id"] != status["id"]]
+            self.notifications = [
+                n for n in self.notifications if (n.get("status") or {}).get("id") != status["id"]
+            ]
+            if gone:
+                self._gone.add(status["id"])
+
+    def suspend(self, account: dict[str, Any]) -> None:
+        """A moderator suspends the account: its statuses answer 404, the account itself
+        answers with ``suspended: true``."""
+        with self._lock:
+            account["suspended"] = True
+            self._hidden.add(account["id"])
+
     def _edit(self, status: dict[str, Any]) -> dict[str, Any]:
         edit = copy.deepcopy(self.templates.edit)
         edit.update(
@@ -374,9 +394,14 @@ class FakeMastodon:
             wanted = set(multi.get("types[]", []))
             found = [n for n in self.notifications if not wanted or n["type"] in wanted]
             return self._page(found, params, path)
+        if m := re.fullmatch(r"/api/v1/accounts/(\d+)", path):
+            account = self.accounts.get(m.group(1))
+            return (200, {}, account) if account else (404, {}, self.templates.not_found)
         if m := re.fullmatch(r"/api/v1/statuses/(\d+)(/history)?", path):
             status = next((s for s in self.statuses if s["id"] == m.group(1)), None)
-            if status is None:
+            if m.group(1) in self._gone:
+                return 410, {}, {"error": "Gone"}
+            if status is None or status["account"]["id"] in self._hidden:
                 return 404, {}, self.templates.not_found
             return 200, {}, self.history[status["id"]] if m.group(2) else status
         if path == "/api/v2/search":
