@@ -20,14 +20,9 @@ only the cases it targets are examined further, so thousands of cases stay cheap
 from __future__ import annotations
 
 import dataclasses
-import email.utils
-import importlib.resources
 import logging
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from importlib.resources.abc import Traversable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -35,45 +30,23 @@ import ahocorasick
 from rapidfuzz import fuzz
 
 from service.hits import AuthorClass, Hit, TargetKind, ViolationKind
+from service.normalize import EMAIL_PLATFORM as EMAIL_PLATFORM
+from service.normalize import (
+    _author_lookalike,
+    _email_address,
+    _email_display_name,
+    _lookalike_handle,
+)
+from service.normalize import identity_handle as identity_handle
+from service.normalize import normalize_handle as normalize_handle
+from service.normalize import normalize_text as normalize_text
 from service.settings import CaseSettings, Severity
 from watchers.base import AccountInfo, Observation, WatcherError, fit_id, utc
 
 log = logging.getLogger(__name__)
 
-EMAIL_PLATFORM = "email"
 # The violations.author_key column's size.
 AUTHOR_KEY_MAX = 300
-# Platforms whose handles are ``user@instance``: the same or a confusable user name on
-# another instance is another account, and looks like this one whatever its instance.
-FEDIVERSE_PLATFORMS = frozenset({"mastodon"})
-
-# Leetspeak folded in handles, applied after NFKC + casefold and before the confusable
-# skeleton. One target per character so the mapping is deterministic: ``1``, ``!`` and
-# ``|`` become ``i`` (``l`` is folded to ``i`` too, see ``_fold_lookalike_letters``).
-LEET_MAP: dict[str, str] = {
-    "0": "o",
-    "1": "i",
-    "2": "z",
-    "3": "e",
-    "4": "a",
-    "5": "s",
-    "6": "g",
-    "7": "t",
-    "8": "b",
-    "9": "g",
-    "$": "s",
-    "@": "a",
-    "!": "i",
-    "|": "i",
-    "+": "t",
-    "€": "e",
-    "£": "l",
-}
-_LEET_TABLE = str.maketrans(LEET_MAP)
-
-# Prefixes that only say "this is a handle", in the order they can be stacked.
-_HANDLE_PREFIXES = ("@", "/u/", "u/")
-
 # Containing a restrained name/handle shorter than this is not evidence: "al" or "joe"
 # occur inside countless unrelated handles.
 MIN_CONTAINED_LENGTH = 4
@@ -84,8 +57,6 @@ MIN_EMAIL_LOCAL_LENGTH = 6
 # ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
 CONTAINS_SCORE = 90.0
 SAME_SKELETON_SCORE = 100.0
-# Hosting domains shared by many accounts, left out of look-alike comparisons.
-SHARED_HANDLE_SUFFIXES: dict[str, tuple[str, ...]] = {"bluesky": (".bsky.social",)}
 # Platforms whose handles can change hands while the account id stays (Bluesky DIDs).
 ID_LINKED_PLATFORMS = frozenset({"bluesky"})
 # Distinct ``case_ids`` filters remembered (one per watcher in practice).
@@ -121,121 +92,6 @@ class MatcherConfigError(MatchingError):
 
 class UnknownCaseError(MatchingError):
     """``match`` was asked about a case id that the Matcher was not built with."""
-
-
-# --------------------------------------------------------------------------------------
-# Normalisation
-# --------------------------------------------------------------------------------------
-
-
-def _confusables_file() -> Traversable:
-    """The Unicode ``confusables.txt`` (UTS #39) shipped in ``service/data``, with its
-    licence; ``tests/test_matching.py`` pins its Unicode version."""
-    return importlib.resources.files("service") / "data" / "confusables.txt"
-
-
-@lru_cache(maxsize=1)
-def _skeleton_table() -> dict[int, str | None]:
-    """``str.translate`` table: UTS #39 prototype of each confusable character, and
-    deletion of combining marks and invisible format characters (accents and zero-width
-    spaces are cheap ways to dodge a name search: ``Alëx Sm\u200bith``)."""
-    table: dict[int, str | None] = {}
-    with _confusables_file().open(encoding="utf-8-sig") as lines:
-        for line in lines:
-            fields = line.split("#", 1)[0].split(";")
-            if len(fields) < 2:
-                continue
-            source = fields[0].strip()
-            target = fields[1].split()
-            if not source or not target:
-                continue
-            table[int(source, 16)] = "".join(chr(int(code, 16)) for code in target)
-    table.update(_invisible_table())
-    return table
-
-
-@lru_cache(maxsize=1)
-def _invisible_table() -> dict[int, str | None]:
-    """Deletion of combining marks (Mn, Me) and format characters (Cf). Planes 0, 1 and
-    14 hold all of them; scanning only those keeps the one-off cost to milliseconds."""
-    planes = (range(0x20000), range(0xE0000, 0xE1000))
-    return {
-        code: None
-        for plane in planes
-        for code in plane
-        if unicodedata.category(chr(code)) in ("Mn", "Me", "Cf")
-    }
-
-
-def _skeleton(folded: str) -> str:
-    """UTS #39 skeleton of an already NFKC-casefolded string, without marks, casefolded.
-
-    NFD → prototypes → NFD → drop marks; the prototypes can be upper case (``0`` → ``O``)
-    so the result is casefolded again, then recomposed (NFC) to keep Hangul readable.
-    """
-    if folded.isascii() and not any(c in folded for c in '01|`"%m'):
-        return folded  # no ASCII character other than these has a prototype
-    table = _skeleton_table()
-    mapped = unicodedata.normalize("NFD", folded).translate(table)
-    mapped = unicodedata.normalize("NFD", mapped).translate(_invisible_table())
-    return unicodedata.normalize("NFC", mapped.casefold())
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, casefold, confusable skeleton (UTS #39, marks and invisible characters
-    dropped), ``l``/``i`` and ``rn``/``m`` folded, whitespace collapsed to single spaces.
-
-    No leetspeak folding: digits in prose are usually digits (the skeleton still maps
-    ``0`` and ``1``). Used for name search, on both the patterns and the text.
-    """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_fold_lookalike_letters(_skeleton(folded)).split())
-
-
-def identity_handle(handle: str) -> str:
-    """The form in which a platform considers two handles the same account: NFKC,
-    casefold, surrounding whitespace and ``@`` / ``u/`` / ``/u/`` prefixes dropped."""
-    value = unicodedata.normalize("NFKC", handle).casefold().strip()
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _HANDLE_PREFIXES:
-            if value.startswith(prefix):
-                value = value[len(prefix) :].lstrip()
-                changed = True
-    return value
-
-
-def _fold_lookalike_letters(value: str) -> str:
-    """Letter pairs that the skeleton leaves apart but fonts do not: ``l`` vs ``i``
-    (``AIex`` with a capital I: casefolding comes first, so the skeleton never sees the
-    ``I`` it would map to ``l``) and the skeleton's ``rn`` for ``m``, turned back into
-    ``m`` to keep normalised forms readable."""
-    return value.replace("l", "i").replace("rn", "m")
-
-
-def normalize_handle(handle: str) -> str:
-    """The look-alike form of a handle: ``@J0hn.D0e_``, ``u/jоhn_doe`` (Cyrillic о) and
-    ``johndoe`` all give ``johndoe``.
-
-    Steps: identity form (NFKC, casefold, prefixes dropped); leetspeak (``LEET_MAP``);
-    UTS #39 skeleton without marks; ``l``→``i`` and ``rn``→``m``; every character that
-    is not a letter or digit (separators ``. _ -``, spaces, punctuation) removed.
-    """
-    value = identity_handle(handle).translate(_LEET_TABLE)
-    value = _fold_lookalike_letters(_skeleton(value))
-    return "".join(char for char in value if char.isalnum())
-
-
-def _email_address(value: str) -> str:
-    """The bare address of ``Name <addr>`` or ``addr``, casefolded."""
-    _name, address = email.utils.parseaddr(value)
-    return (address or value).strip().casefold()
-
-
-def _email_display_name(value: str) -> str:
-    name, _address = email.utils.parseaddr(value)
-    return name
 
 
 # --------------------------------------------------------------------------------------
@@ -771,30 +627,6 @@ def _resemblance(case: _Case, obs: Observation, author: _AuthorContext) -> _Rese
         return None
     # Stable: on equal scores the first (handle before display name) wins.
     return max(candidates, key=lambda candidate: candidate.score)
-
-
-def _author_lookalike(obs: Observation) -> str:
-    if not obs.author_handle:
-        return ""
-    if obs.platform == EMAIL_PLATFORM:
-        local = _email_address(obs.author_handle).rsplit("@", 1)[0]
-        return normalize_handle(local)
-    return _lookalike_handle(obs.platform, obs.author_handle)
-
-
-def _lookalike_handle(platform: str, handle: str) -> str:
-    """The look-alike form of what of a handle can imitate another: the user name of a
-    ``user@instance`` (the instance says nothing), without a shared hosting domain:
-    ``.bsky.social`` says nothing about the person and would make short handles there
-    look alike (``bob.bsky.social`` scores 81 against ``jdoe.bsky.social``, 29 without
-    it)."""
-    bare = identity_handle(handle)
-    if platform in FEDIVERSE_PLATFORMS:
-        bare = bare.partition("@")[0]
-    for suffix in SHARED_HANDLE_SUFFIXES.get(platform, ()):
-        if bare.endswith(suffix) and len(bare) > len(suffix):
-            bare = bare[: -len(suffix)]
-    return normalize_handle(bare)
 
 
 def _format_score(score: float) -> str:
