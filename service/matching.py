@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import ahocorasick
 from rapidfuzz import fuzz
 
+from service.author_index import AuthorIndex
 from service.hits import AuthorClass, Hit, TargetKind, ViolationKind
 from service.normalize import EMAIL_PLATFORM as EMAIL_PLATFORM
 from service.normalize import (
@@ -61,6 +62,9 @@ SAME_SKELETON_SCORE = 100.0
 ID_LINKED_PLATFORMS = frozenset({"bluesky"})
 # Distinct ``case_ids`` filters remembered (one per watcher in practice).
 _MAX_CACHED_FILTERS = 256
+# Up to this many cases served, a watcher's authors are checked against each case
+# rather than through the index of every case.
+_FEW_CASES = 16
 # An account created on or after the order's effective date is more suspicious.
 NEW_ACCOUNT_BONUS = 10.0
 
@@ -265,6 +269,32 @@ def _is_word_char(char: str) -> bool:
 # --------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaseFilter:
+    """The cases a watcher serves, resolved once (``Matcher.case_filter``): passing
+    thousands of case ids with every observation would cost more than matching."""
+
+    indexes: frozenset[int]
+
+
+CaseIds = Iterable[str] | CaseFilter | None
+
+
+def _author_index(cases: Sequence[_Case]) -> AuthorIndex:
+    index = AuthorIndex(ID_LINKED_PLATFORMS)
+    for number, case in enumerate(cases):
+        index.add_handles(number, case.restrained, case.associates, case.protected)
+        index.add_lookalikes(
+            number,
+            [ident.norm for ident in case.identifiers],
+            [ident.norm for ident in case.contained],
+            case.addresses,
+            case.settings.fuzzy_threshold,
+        )
+    index.finish()
+    return index
+
+
 class Matcher:
     """Recognises possible violations. Build once per configuration; ``match`` is
     thread-safe (it reads what ``__init__`` built; its only cache is a dict of
@@ -278,6 +308,7 @@ class Matcher:
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._cases = [_build_case(case) for case in cases]
+        self._authors = _author_index(self._cases)
         self._index_by_id = {case.id: i for i, case in enumerate(cases)}
         self._all_indexes = frozenset(range(len(cases)))
         self._filters: dict[tuple[str, ...], frozenset[int]] = {}
@@ -313,7 +344,7 @@ class Matcher:
     def match(
         self,
         obs: Observation,
-        case_ids: Iterable[str] | None = None,
+        case_ids: CaseIds = None,
         account_lookup: Callable[[str], AccountInfo | None] | None = None,
     ) -> list[Hit]:
         """Hits of ``obs`` for the given cases (all when None): at most one per case,
@@ -323,10 +354,10 @@ class Matcher:
         if not candidates:
             return []
         findings = self._scan_text(obs, candidates)
-        targets = self._targets(obs, candidates, findings)
+        context = _AuthorContext(obs, account_lookup)
+        targets = self._targets(obs, candidates, findings, context)
         if not targets:
             return []
-        context = _AuthorContext(obs, account_lookup)
         hits: list[Hit] = []
         for index in sorted(targets):
             named = findings.restrained.get(index)
@@ -338,7 +369,7 @@ class Matcher:
     def involved(
         self,
         obs: Observation,
-        case_ids: Iterable[str] | None = None,
+        case_ids: CaseIds = None,
         account_lookup: Callable[[str], AccountInfo | None] | None = None,
     ) -> bool:
         """Whether a case knows or suspects the author (restrained party, associate or
@@ -347,7 +378,10 @@ class Matcher:
         ids (a renamed Bluesky account); no suspect is looked up: deciding what to keep
         must cost no reads."""
         context = _AuthorContext(obs, account_lookup, facts=False)
-        for index in sorted(self._candidate_indexes(case_ids)):
+        candidates = self._candidate_indexes(case_ids)
+        if obs.posted_by is not None:
+            return bool(candidates)  # the source itself belongs to the restrained party
+        for index in sorted(self._author_cases(obs, context, candidates)):
             author = self._author(self._cases[index], obs, context)
             if author is not None and author.cls != "unknown":
                 return True
@@ -355,9 +389,33 @@ class Matcher:
 
     # -- targets ----------------------------------------------------------------------
 
-    def _candidate_indexes(self, case_ids: Iterable[str] | None) -> frozenset[int]:
+    def case_filter(self, case_ids: Iterable[str]) -> CaseFilter:
+        """``case_ids`` resolved once, to pass to ``match`` and ``involved``."""
+        return CaseFilter(self._candidate_indexes(case_ids))
+
+    def _author_cases(
+        self, obs: Observation, context: _AuthorContext, candidates: frozenset[int]
+    ) -> set[int]:
+        """The candidate cases whose author rules could find the author anything but
+        unknown (``service.author_index``); the others need not be asked. A watcher
+        serving a few cases asks them all: cheaper than searching every case's index."""
+        if len(candidates) <= _FEW_CASES:
+            return set(candidates)
+        is_email = obs.platform == EMAIL_PLATFORM
+        handle = obs.author_handle or ""
+        key = _email_address(handle) if is_email else identity_handle(handle)
+        linked = bool(obs.author_id)
+        found = self._authors.known(obs.platform, key, linked)
+        handle_norm, _display, display_norm = context.forms()
+        address = normalize_handle(_email_address(handle)) if is_email and handle else ""
+        found |= self._authors.lookalikes(handle_norm, display_norm, address)
+        return {index for index in found if index in candidates}
+
+    def _candidate_indexes(self, case_ids: CaseIds) -> frozenset[int]:
         if case_ids is None:
             return self._all_indexes
+        if isinstance(case_ids, CaseFilter):
+            return case_ids.indexes
         # A watcher passes the same list on every call; converting thousands of ids per
         # observation would cost more than the matching itself.
         key = tuple(case_ids)
@@ -376,19 +434,27 @@ class Matcher:
         return self._filters[key]
 
     def _targets(
-        self, obs: Observation, candidates: frozenset[int], findings: _TextFindings
+        self,
+        obs: Observation,
+        candidates: frozenset[int],
+        findings: _TextFindings,
+        context: _AuthorContext,
     ) -> dict[int, _Target]:
         """The strongest target per case: contact beats mention; an explicit addressee
         is described in preference to a tag in the text."""
         found: dict[int, _Target] = {}
-        for index, target in self._addressed_targets(obs, candidates):
+        for index, target in self._addressed_targets(obs, candidates, findings, context):
             _keep_stronger(found, index, target)
         for index, target in findings.targets:
             _keep_stronger(found, index, target)
         return found
 
     def _addressed_targets(
-        self, obs: Observation, candidates: frozenset[int]
+        self,
+        obs: Observation,
+        candidates: frozenset[int],
+        findings: _TextFindings,
+        context: _AuthorContext,
     ) -> Iterable[tuple[int, _Target]]:
         is_email = obs.platform == EMAIL_PLATFORM
         noun = "address" if is_email else "account"
@@ -398,8 +464,14 @@ class Matcher:
                 if index in candidates:
                     yield index, _Target("contact", f"to protected {noun} `{handle}`")
         if obs.kind == "direct_message":
-            # A DM reaches the inbox a watcher reads for the cases it serves.
-            for index in candidates:
+            # A DM reaches the inbox a watcher reads for the cases it serves; only the
+            # cases that know or suspect its author, or that it names, can make a hit
+            # of it (an unknown author is a proxy only when naming the restrained party).
+            reached: Iterable[int] = candidates
+            if obs.posted_by is None:
+                named = findings.restrained.keys()
+                reached = self._author_cases(obs, context, candidates).union(named)
+            for index in sorted(reached):
                 yield index, _Target("contact", "to the protected person")
 
     def _scan_text(self, obs: Observation, candidates: frozenset[int]) -> _TextFindings:

@@ -170,7 +170,8 @@ class Pipeline:
     def _match(
         self, settings: WatcherSettings, watcher: Watcher, observations: list[Observation]
     ) -> dict[int, list[Hit]]:
-        case_ids = [case.id for case in self.settings.cases_for(settings)]
+        # Resolved once per poll, not per observation (thousands of case ids, #15).
+        case_ids = self.matcher.case_filter(case.id for case in self.settings.cases_for(settings))
         lookup = _SafeLookup(watcher)
         hits: dict[int, list[Hit]] = {}
         for index, observation in enumerate(observations):
@@ -187,7 +188,7 @@ class Pipeline:
         hits: dict[int, list[Hit]],
     ) -> Split:
         """What becomes evidence; the rest only leaves a marker (service.retention)."""
-        case_ids = [case.id for case in self.settings.cases_for(settings)]
+        case_ids = self.matcher.case_filter(case.id for case in self.settings.cases_for(settings))
         lookup = _SafeLookup(watcher)
         return self.retention.split(
             new, hits, lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup)
