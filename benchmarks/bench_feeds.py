@@ -146,15 +146,17 @@ def config(folder: Path, urls: Sequence[str]) -> Path:
 def timed_child(command: Sequence[str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one child process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    began = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - began
-    if status != 0:
-        assert proc.stderr is not None
-        raise RuntimeError(f"{command[2:4]} failed: {proc.stderr.read().decode()[-500:]}")
+    # Its log goes to a file: a pipe nobody reads would stop a chatty child when full.
+    with tempfile.TemporaryFile() as log:
+        began = time.perf_counter()
+        proc = subprocess.Popen(  # noqa: S603
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - began
+        if status != 0:
+            log.seek(0)
+            raise RuntimeError(f"{command[2:4]} failed: {log.read().decode()[-500:]}")
     return elapsed, usage.ru_maxrss / 1024
 
 
