@@ -27,10 +27,8 @@ import socket
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apprise import Apprise, AppriseAsset, NotifyFormat, NotifyType
-from apprise.exception import AppriseException
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +41,10 @@ from service.settings import Route, Settings
 from watchers.toolkit.redact import Redactor, apprise_url_secrets
 from watchers.toolkit.redact import mask_apprise_url as mask_url
 from watchers.toolkit.text import one_line
+
+if TYPE_CHECKING:
+    # Apprise (~0.1 s and its plugins) is imported on the first send, not at start (#15).
+    from apprise import AppriseAsset
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +106,15 @@ def _instantiate(url: str, asset: AppriseAsset | None = None) -> Any:
     # Apprise debug-logs every URL it loads, headers and ntfy topics unmasked.
     # suppress_exceptions: an unusable URL is None, never an exception whose
     # message might quote the URL.
+    from apprise import Apprise
+
     return Apprise.instantiate(url, asset=asset, suppress_exceptions=True)
 
 
 def default_asset() -> AppriseAsset:
     # storage_mode=memory: Apprise must not write cache files next to the evidence.
+    from apprise import AppriseAsset
+
     return AppriseAsset(
         app_id="nocontact",
         app_desc="nocontact alerts",
@@ -187,7 +193,8 @@ class AlertDispatcher:
         self._settings = settings
         self._instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._sessions = sessions
-        self._asset = asset if asset is not None else default_asset()
+        # Built on the first send: a service with nothing due never imports Apprise.
+        self._given_asset = asset
         self._masked: dict[str, str] = {}
         self._scrubbers: dict[str, Redactor] = {}
         self._composer = Composer(settings)
@@ -228,7 +235,7 @@ class AlertDispatcher:
                 f"If you can read this, alerts on route {name} reach this target. "
                 "No action is needed."
             )
-            message = Message(title, body, NotifyType.INFO, "low")
+            message = Message(title, body, "info", "low")
             for url in self._settings.alerts[name].urls:
                 masked = self._mask(url)
                 ok, error = self._send(url, message)
@@ -392,16 +399,21 @@ class AlertDispatcher:
 
     def _send(self, url: str, message: Message) -> tuple[bool, str | None]:
         """One notification to one target; (ok, masked one-line error)."""
-        plugin = _instantiate(with_priority(url, message.severity), self._asset)
+        from apprise import Apprise, NotifyFormat, NotifyType
+        from apprise.exception import AppriseException
+
+        if self._given_asset is None:
+            self._given_asset = default_asset()
+        plugin = _instantiate(with_priority(url, message.severity), self._given_asset)
         if plugin is None:
             return False, "not a valid or supported Apprise URL"
-        apobj = Apprise(asset=self._asset)
+        apobj = Apprise(asset=self._given_asset)
         apobj.add(plugin)
         try:
             result = apobj.notify(
                 body=message.body,
                 title=message.title,
-                notify_type=message.notify_type,
+                notify_type=NotifyType(message.notify_type),
                 body_format=NotifyFormat.TEXT,
                 interpret_escapes=False,
             )

@@ -20,60 +20,34 @@ only the cases it targets are examined further, so thousands of cases stay cheap
 from __future__ import annotations
 
 import dataclasses
-import email.utils
-import importlib.resources
 import logging
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from importlib.resources.abc import Traversable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import ahocorasick
 from rapidfuzz import fuzz
 
+from service.author_index import AuthorIndex
 from service.hits import AuthorClass, Hit, TargetKind, ViolationKind
+from service.normalize import EMAIL_PLATFORM as EMAIL_PLATFORM
+from service.normalize import (
+    _author_lookalike,
+    _email_address,
+    _email_display_name,
+    _lookalike_handle,
+)
+from service.normalize import identity_handle as identity_handle
+from service.normalize import normalize_handle as normalize_handle
+from service.normalize import normalize_text as normalize_text
 from service.settings import CaseSettings, Severity
 from watchers.base import AccountInfo, Observation, WatcherError, fit_id, utc
 
 log = logging.getLogger(__name__)
 
-EMAIL_PLATFORM = "email"
 # The violations.author_key column's size.
 AUTHOR_KEY_MAX = 300
-# Platforms whose handles are ``user@instance``: the same or a confusable user name on
-# another instance is another account, and looks like this one whatever its instance.
-FEDIVERSE_PLATFORMS = frozenset({"mastodon"})
-
-# Leetspeak folded in handles, applied after NFKC + casefold and before the confusable
-# skeleton. One target per character so the mapping is deterministic: ``1``, ``!`` and
-# ``|`` become ``i`` (``l`` is folded to ``i`` too, see ``_fold_lookalike_letters``).
-LEET_MAP: dict[str, str] = {
-    "0": "o",
-    "1": "i",
-    "2": "z",
-    "3": "e",
-    "4": "a",
-    "5": "s",
-    "6": "g",
-    "7": "t",
-    "8": "b",
-    "9": "g",
-    "$": "s",
-    "@": "a",
-    "!": "i",
-    "|": "i",
-    "+": "t",
-    "€": "e",
-    "£": "l",
-}
-_LEET_TABLE = str.maketrans(LEET_MAP)
-
-# Prefixes that only say "this is a handle", in the order they can be stacked.
-_HANDLE_PREFIXES = ("@", "/u/", "u/")
-
 # Containing a restrained name/handle shorter than this is not evidence: "al" or "joe"
 # occur inside countless unrelated handles.
 MIN_CONTAINED_LENGTH = 4
@@ -84,12 +58,13 @@ MIN_EMAIL_LOCAL_LENGTH = 6
 # ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
 CONTAINS_SCORE = 90.0
 SAME_SKELETON_SCORE = 100.0
-# Hosting domains shared by many accounts, left out of look-alike comparisons.
-SHARED_HANDLE_SUFFIXES: dict[str, tuple[str, ...]] = {"bluesky": (".bsky.social",)}
 # Platforms whose handles can change hands while the account id stays (Bluesky DIDs).
 ID_LINKED_PLATFORMS = frozenset({"bluesky"})
 # Distinct ``case_ids`` filters remembered (one per watcher in practice).
 _MAX_CACHED_FILTERS = 256
+# Up to this many cases served, a watcher's authors are checked against each case
+# rather than through the index of every case.
+_FEW_CASES = 16
 # An account created on or after the order's effective date is more suspicious.
 NEW_ACCOUNT_BONUS = 10.0
 
@@ -121,121 +96,6 @@ class MatcherConfigError(MatchingError):
 
 class UnknownCaseError(MatchingError):
     """``match`` was asked about a case id that the Matcher was not built with."""
-
-
-# --------------------------------------------------------------------------------------
-# Normalisation
-# --------------------------------------------------------------------------------------
-
-
-def _confusables_file() -> Traversable:
-    """The Unicode ``confusables.txt`` (UTS #39) shipped in ``service/data``, with its
-    licence; ``tests/test_matching.py`` pins its Unicode version."""
-    return importlib.resources.files("service") / "data" / "confusables.txt"
-
-
-@lru_cache(maxsize=1)
-def _skeleton_table() -> dict[int, str | None]:
-    """``str.translate`` table: UTS #39 prototype of each confusable character, and
-    deletion of combining marks and invisible format characters (accents and zero-width
-    spaces are cheap ways to dodge a name search: ``Alëx Sm\u200bith``)."""
-    table: dict[int, str | None] = {}
-    with _confusables_file().open(encoding="utf-8-sig") as lines:
-        for line in lines:
-            fields = line.split("#", 1)[0].split(";")
-            if len(fields) < 2:
-                continue
-            source = fields[0].strip()
-            target = fields[1].split()
-            if not source or not target:
-                continue
-            table[int(source, 16)] = "".join(chr(int(code, 16)) for code in target)
-    table.update(_invisible_table())
-    return table
-
-
-@lru_cache(maxsize=1)
-def _invisible_table() -> dict[int, str | None]:
-    """Deletion of combining marks (Mn, Me) and format characters (Cf). Planes 0, 1 and
-    14 hold all of them; scanning only those keeps the one-off cost to milliseconds."""
-    planes = (range(0x20000), range(0xE0000, 0xE1000))
-    return {
-        code: None
-        for plane in planes
-        for code in plane
-        if unicodedata.category(chr(code)) in ("Mn", "Me", "Cf")
-    }
-
-
-def _skeleton(folded: str) -> str:
-    """UTS #39 skeleton of an already NFKC-casefolded string, without marks, casefolded.
-
-    NFD → prototypes → NFD → drop marks; the prototypes can be upper case (``0`` → ``O``)
-    so the result is casefolded again, then recomposed (NFC) to keep Hangul readable.
-    """
-    if folded.isascii() and not any(c in folded for c in '01|`"%m'):
-        return folded  # no ASCII character other than these has a prototype
-    table = _skeleton_table()
-    mapped = unicodedata.normalize("NFD", folded).translate(table)
-    mapped = unicodedata.normalize("NFD", mapped).translate(_invisible_table())
-    return unicodedata.normalize("NFC", mapped.casefold())
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, casefold, confusable skeleton (UTS #39, marks and invisible characters
-    dropped), ``l``/``i`` and ``rn``/``m`` folded, whitespace collapsed to single spaces.
-
-    No leetspeak folding: digits in prose are usually digits (the skeleton still maps
-    ``0`` and ``1``). Used for name search, on both the patterns and the text.
-    """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_fold_lookalike_letters(_skeleton(folded)).split())
-
-
-def identity_handle(handle: str) -> str:
-    """The form in which a platform considers two handles the same account: NFKC,
-    casefold, surrounding whitespace and ``@`` / ``u/`` / ``/u/`` prefixes dropped."""
-    value = unicodedata.normalize("NFKC", handle).casefold().strip()
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _HANDLE_PREFIXES:
-            if value.startswith(prefix):
-                value = value[len(prefix) :].lstrip()
-                changed = True
-    return value
-
-
-def _fold_lookalike_letters(value: str) -> str:
-    """Letter pairs that the skeleton leaves apart but fonts do not: ``l`` vs ``i``
-    (``AIex`` with a capital I: casefolding comes first, so the skeleton never sees the
-    ``I`` it would map to ``l``) and the skeleton's ``rn`` for ``m``, turned back into
-    ``m`` to keep normalised forms readable."""
-    return value.replace("l", "i").replace("rn", "m")
-
-
-def normalize_handle(handle: str) -> str:
-    """The look-alike form of a handle: ``@J0hn.D0e_``, ``u/jоhn_doe`` (Cyrillic о) and
-    ``johndoe`` all give ``johndoe``.
-
-    Steps: identity form (NFKC, casefold, prefixes dropped); leetspeak (``LEET_MAP``);
-    UTS #39 skeleton without marks; ``l``→``i`` and ``rn``→``m``; every character that
-    is not a letter or digit (separators ``. _ -``, spaces, punctuation) removed.
-    """
-    value = identity_handle(handle).translate(_LEET_TABLE)
-    value = _fold_lookalike_letters(_skeleton(value))
-    return "".join(char for char in value if char.isalnum())
-
-
-def _email_address(value: str) -> str:
-    """The bare address of ``Name <addr>`` or ``addr``, casefolded."""
-    _name, address = email.utils.parseaddr(value)
-    return (address or value).strip().casefold()
-
-
-def _email_display_name(value: str) -> str:
-    name, _address = email.utils.parseaddr(value)
-    return name
 
 
 # --------------------------------------------------------------------------------------
@@ -409,6 +269,32 @@ def _is_word_char(char: str) -> bool:
 # --------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaseFilter:
+    """The cases a watcher serves, resolved once (``Matcher.case_filter``): passing
+    thousands of case ids with every observation would cost more than matching."""
+
+    indexes: frozenset[int]
+
+
+CaseIds = Iterable[str] | CaseFilter | None
+
+
+def _author_index(cases: Sequence[_Case]) -> AuthorIndex:
+    index = AuthorIndex(ID_LINKED_PLATFORMS)
+    for number, case in enumerate(cases):
+        index.add_handles(number, case.restrained, case.associates, case.protected)
+        index.add_lookalikes(
+            number,
+            [ident.norm for ident in case.identifiers],
+            [ident.norm for ident in case.contained],
+            case.addresses,
+            case.settings.fuzzy_threshold,
+        )
+    index.finish()
+    return index
+
+
 class Matcher:
     """Recognises possible violations. Build once per configuration; ``match`` is
     thread-safe (it reads what ``__init__`` built; its only cache is a dict of
@@ -422,6 +308,7 @@ class Matcher:
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._cases = [_build_case(case) for case in cases]
+        self._authors = _author_index(self._cases)
         self._index_by_id = {case.id: i for i, case in enumerate(cases)}
         self._all_indexes = frozenset(range(len(cases)))
         self._filters: dict[tuple[str, ...], frozenset[int]] = {}
@@ -457,7 +344,7 @@ class Matcher:
     def match(
         self,
         obs: Observation,
-        case_ids: Iterable[str] | None = None,
+        case_ids: CaseIds = None,
         account_lookup: Callable[[str], AccountInfo | None] | None = None,
     ) -> list[Hit]:
         """Hits of ``obs`` for the given cases (all when None): at most one per case,
@@ -467,10 +354,10 @@ class Matcher:
         if not candidates:
             return []
         findings = self._scan_text(obs, candidates)
-        targets = self._targets(obs, candidates, findings)
+        context = _AuthorContext(obs, account_lookup)
+        targets = self._targets(obs, candidates, findings, context)
         if not targets:
             return []
-        context = _AuthorContext(obs, account_lookup)
         hits: list[Hit] = []
         for index in sorted(targets):
             named = findings.restrained.get(index)
@@ -482,7 +369,7 @@ class Matcher:
     def involved(
         self,
         obs: Observation,
-        case_ids: Iterable[str] | None = None,
+        case_ids: CaseIds = None,
         account_lookup: Callable[[str], AccountInfo | None] | None = None,
     ) -> bool:
         """Whether a case knows or suspects the author (restrained party, associate or
@@ -491,7 +378,10 @@ class Matcher:
         ids (a renamed Bluesky account); no suspect is looked up: deciding what to keep
         must cost no reads."""
         context = _AuthorContext(obs, account_lookup, facts=False)
-        for index in sorted(self._candidate_indexes(case_ids)):
+        candidates = self._candidate_indexes(case_ids)
+        if obs.posted_by is not None:
+            return bool(candidates)  # the source itself belongs to the restrained party
+        for index in sorted(self._author_cases(obs, context, candidates)):
             author = self._author(self._cases[index], obs, context)
             if author is not None and author.cls != "unknown":
                 return True
@@ -499,9 +389,33 @@ class Matcher:
 
     # -- targets ----------------------------------------------------------------------
 
-    def _candidate_indexes(self, case_ids: Iterable[str] | None) -> frozenset[int]:
+    def case_filter(self, case_ids: Iterable[str]) -> CaseFilter:
+        """``case_ids`` resolved once, to pass to ``match`` and ``involved``."""
+        return CaseFilter(self._candidate_indexes(case_ids))
+
+    def _author_cases(
+        self, obs: Observation, context: _AuthorContext, candidates: frozenset[int]
+    ) -> set[int]:
+        """The candidate cases whose author rules could find the author anything but
+        unknown (``service.author_index``); the others need not be asked. A watcher
+        serving a few cases asks them all: cheaper than searching every case's index."""
+        if len(candidates) <= _FEW_CASES:
+            return set(candidates)
+        is_email = obs.platform == EMAIL_PLATFORM
+        handle = obs.author_handle or ""
+        key = _email_address(handle) if is_email else identity_handle(handle)
+        linked = bool(obs.author_id)
+        found = self._authors.known(obs.platform, key, linked)
+        handle_norm, _display, display_norm = context.forms()
+        address = normalize_handle(_email_address(handle)) if is_email and handle else ""
+        found |= self._authors.lookalikes(handle_norm, display_norm, address)
+        return {index for index in found if index in candidates}
+
+    def _candidate_indexes(self, case_ids: CaseIds) -> frozenset[int]:
         if case_ids is None:
             return self._all_indexes
+        if isinstance(case_ids, CaseFilter):
+            return case_ids.indexes
         # A watcher passes the same list on every call; converting thousands of ids per
         # observation would cost more than the matching itself.
         key = tuple(case_ids)
@@ -520,19 +434,27 @@ class Matcher:
         return self._filters[key]
 
     def _targets(
-        self, obs: Observation, candidates: frozenset[int], findings: _TextFindings
+        self,
+        obs: Observation,
+        candidates: frozenset[int],
+        findings: _TextFindings,
+        context: _AuthorContext,
     ) -> dict[int, _Target]:
         """The strongest target per case: contact beats mention; an explicit addressee
         is described in preference to a tag in the text."""
         found: dict[int, _Target] = {}
-        for index, target in self._addressed_targets(obs, candidates):
+        for index, target in self._addressed_targets(obs, candidates, findings, context):
             _keep_stronger(found, index, target)
         for index, target in findings.targets:
             _keep_stronger(found, index, target)
         return found
 
     def _addressed_targets(
-        self, obs: Observation, candidates: frozenset[int]
+        self,
+        obs: Observation,
+        candidates: frozenset[int],
+        findings: _TextFindings,
+        context: _AuthorContext,
     ) -> Iterable[tuple[int, _Target]]:
         is_email = obs.platform == EMAIL_PLATFORM
         noun = "address" if is_email else "account"
@@ -542,8 +464,14 @@ class Matcher:
                 if index in candidates:
                     yield index, _Target("contact", f"to protected {noun} `{handle}`")
         if obs.kind == "direct_message":
-            # A DM reaches the inbox a watcher reads for the cases it serves.
-            for index in candidates:
+            # A DM reaches the inbox a watcher reads for the cases it serves; only the
+            # cases that know or suspect its author, or that it names, can make a hit
+            # of it (an unknown author is a proxy only when naming the restrained party).
+            reached: Iterable[int] = candidates
+            if obs.posted_by is None:
+                named = findings.restrained.keys()
+                reached = self._author_cases(obs, context, candidates).union(named)
+            for index in sorted(reached):
                 yield index, _Target("contact", "to the protected person")
 
     def _scan_text(self, obs: Observation, candidates: frozenset[int]) -> _TextFindings:
@@ -771,30 +699,6 @@ def _resemblance(case: _Case, obs: Observation, author: _AuthorContext) -> _Rese
         return None
     # Stable: on equal scores the first (handle before display name) wins.
     return max(candidates, key=lambda candidate: candidate.score)
-
-
-def _author_lookalike(obs: Observation) -> str:
-    if not obs.author_handle:
-        return ""
-    if obs.platform == EMAIL_PLATFORM:
-        local = _email_address(obs.author_handle).rsplit("@", 1)[0]
-        return normalize_handle(local)
-    return _lookalike_handle(obs.platform, obs.author_handle)
-
-
-def _lookalike_handle(platform: str, handle: str) -> str:
-    """The look-alike form of what of a handle can imitate another: the user name of a
-    ``user@instance`` (the instance says nothing), without a shared hosting domain:
-    ``.bsky.social`` says nothing about the person and would make short handles there
-    look alike (``bob.bsky.social`` scores 81 against ``jdoe.bsky.social``, 29 without
-    it)."""
-    bare = identity_handle(handle)
-    if platform in FEDIVERSE_PLATFORMS:
-        bare = bare.partition("@")[0]
-    for suffix in SHARED_HANDLE_SUFFIXES.get(platform, ()):
-        if bare.endswith(suffix) and len(bare) > len(suffix):
-            bare = bare[: -len(suffix)]
-    return normalize_handle(bare)
 
 
 def _format_score(score: float) -> str:

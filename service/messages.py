@@ -13,9 +13,8 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
-
-from apprise import NotifyType
 
 from service import models
 from service.evidence import format_time
@@ -26,6 +25,8 @@ MAX_QUOTED_ITEMS = 5
 MAX_LISTED_URLS = 10
 # Counts by author list this many names, then "and N more".
 MAX_LISTED_AUTHORS = 10
+# Apprise's NotifyType values by name: importing Apprise here would load it at start (#15).
+NotifyKind = Literal["info", "warning"]
 CLOSING_LINE = "The evidence is saved. You do not need to reply or act on this right now."
 
 
@@ -77,14 +78,14 @@ class Message:
 
     title: str
     body: str
-    notify_type: NotifyType
+    notify_type: NotifyKind
     # The highest severity in it: chooses ntfy and Pushover priorities.
     severity: str
 
 
-def notify_type(severity: str) -> NotifyType:
+def notify_type(severity: str) -> NotifyKind:
     """Apprise's type by severity: a warning for medium and high, info below."""
-    return NotifyType.WARNING if SEVERITY_RANK.get(severity, 0) >= 1 else NotifyType.INFO
+    return "warning" if SEVERITY_RANK.get(severity, 0) >= 1 else "info"
 
 
 def see_it(violation_id: str, public_url: str | None) -> str:
@@ -347,4 +348,4 @@ def render_digest(
             lines.append(f"  {source.name}: {source.problem or 'no check'} (last success {seen})")
     lines.append("nocontact is running. Details: nocontact status")
     title = f"nocontact: daily digest — {total} violation(s) in 24 h"
-    return Message(title, "\n".join(lines), NotifyType.INFO, "low")
+    return Message(title, "\n".join(lines), "info", "low")

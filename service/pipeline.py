@@ -221,7 +221,8 @@ class Pipeline:
         observations: list[Observation],
         deadline: _Deadline,
     ) -> dict[int, list[Hit]]:
-        case_ids = [case.id for case in self.settings.cases_for(settings)]
+        # Resolved once per poll, not per observation (thousands of case ids, #15).
+        case_ids = self.matcher.case_filter(case.id for case in self.settings.cases_for(settings))
         lookup = _lookup(watcher)
         hits: dict[int, list[Hit]] = {}
         for index, observation in enumerate(observations):
@@ -239,7 +240,7 @@ class Pipeline:
         hits: dict[int, list[Hit]],
     ) -> Split:
         """What becomes evidence; the rest only leaves a marker (service.retention)."""
-        case_ids = [case.id for case in self.settings.cases_for(settings)]
+        case_ids = self.matcher.case_filter(case.id for case in self.settings.cases_for(settings))
         lookup = _lookup(watcher)
         return self.retention.split(
             new, hits, lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup)

@@ -58,6 +58,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def first_poll_spread(watchers: int) -> float:
+    """Seconds over which the first polls are spread, so that a restart does not hit
+    every platform in the same second: none for one watcher (it polls at once, #15),
+    a tenth of a second per further watcher, at most five seconds."""
+    return min(5.0, 0.1 * max(0, watchers - 1))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class OnceReport:
     polls: list[PollOutcome]
@@ -187,6 +194,7 @@ class Service:
         )
         # APScheduler runs on the wall clock; the injected clock dates what is recorded.
         now = utcnow()
+        spread = first_poll_spread(len(self.settings.watchers))
         for watcher in self.settings.watchers:
             every = watcher.every.total_seconds()
             scheduler.add_job(
@@ -195,9 +203,7 @@ class Service:
                 args=[scheduler, watcher.display_name, watcher.every],
                 id=_job_id(watcher.display_name),
                 name=f"poll {watcher.display_name}",
-                # Spread the first polls a little so a restart does not hit every
-                # platform in the same second.
-                next_run_time=now + timedelta(seconds=random.uniform(0, 5)),  # noqa: S311
+                next_run_time=now + timedelta(seconds=random.uniform(0, spread)),  # noqa: S311
             )
         self._service_jobs(scheduler, now)
         return scheduler

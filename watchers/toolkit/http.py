@@ -220,8 +220,12 @@ class _DeadlineTransport(httpx.BaseTransport):
     Proxies from the environment are not used."""
 
     def __init__(self, deadline: _Deadline) -> None:
+        # No pool bound of its own: the service bounds polls in flight (max_concurrent_polls).
         self._connections = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(deadline)
+            ssl_context=httpx.create_ssl_context(),
+            network_backend=_DeadlineBackend(deadline),
+            max_connections=None,
+            max_keepalive_connections=64,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -250,6 +254,35 @@ class _DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._connections.close()
+
+
+class _SharedTransport(httpx.BaseTransport):
+    """Every client's door to one process-wide pool (#15): one TLS context (loading the CA
+    bundle costs time and memory per client) and keep-alive connections reused across
+    watchers. Only connections are shared: each ``BoundedClient`` keeps its own cookies,
+    headers, timeouts and redirect rules, and every request carries its own credentials.
+    Closing one client leaves the pool to the others."""
+
+    _lock = threading.Lock()
+    _pool: _DeadlineTransport | None = None
+
+    @classmethod
+    def pool(cls) -> _DeadlineTransport:
+        with cls._lock:
+            if cls._pool is None:
+                cls._pool = _DeadlineTransport(_SHARED_DEADLINE)
+            return cls._pool
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.pool().handle_request(request)
+
+    def close(self) -> None:
+        pass  # the pool lives as long as the process
+
+
+# One deadline for the shared pool's sockets: it is per thread, and a thread runs one
+# fetch at a time, so clients sharing it never see each other's deadline.
+_SHARED_DEADLINE = _Deadline()
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -288,9 +321,9 @@ class BoundedClient:
         self._scrub = redactor
         # The service's log filter masks what httpx/httpcore log with these too.
         register_secrets(redactor.secrets)
-        self._deadline = _Deadline()
+        self._deadline = _SHARED_DEADLINE
         self._client = httpx.Client(
-            transport=_DeadlineTransport(self._deadline),
+            transport=_SharedTransport(),
             timeout=httpx.Timeout(limits.timeout),
             follow_redirects=True,
             max_redirects=limits.max_redirects,

@@ -1,0 +1,179 @@
+"""Which cases could know or suspect an observation's author, without asking every case
+(#15). ``service.matching`` then runs its per-case author rules on these few only, so
+the cost per observation does not grow with the number of cases a watcher serves.
+
+The index is a superset filter, never a decision: a case it leaves out is one whose
+rules would call the author ``unknown`` (or the protected person). It holds
+
+* identity forms of restrained and associate handles → cases (exact roles);
+* platforms whose account ids link renamed handles (Bluesky) → cases with handles there;
+* look-alike forms of restrained identifiers and addresses → cases (same skeleton);
+* an Aho-Corasick automaton over identifiers long enough to count when contained;
+* a bigram index for fuzzy look-alikes: by Ukkonen's q-gram lemma two strings within
+  Levenshtein (hence Indel) distance ``d`` share at least ``max(la, lb) - 1 - 2d``
+  bigrams, so only identifiers sharing that many with the author's handle (or, where
+  the bound says nothing, of a length within reach) are scored by rapidfuzz.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import ahocorasick
+from rapidfuzz import fuzz, process
+
+# Slack on the score arithmetic so that float rounding never drops a true candidate.
+_EPSILON = 1e-9
+
+
+class FuzzyIndex:
+    """Look-alike forms → cases, found by similarity (``fuzz.ratio`` ≥ a threshold)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._norms: list[str] = []
+        self._cases: list[set[int]] = []
+        self._by_length: dict[int, list[int]] = {}
+        self._grams: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, norm: str, case: int) -> None:
+        known = self._ids.get(norm)
+        if known is not None:
+            self._cases[known].add(case)
+            return
+        ident = self._ids[norm] = len(self._norms)
+        self._norms.append(norm)
+        self._cases.append({case})
+        self._by_length.setdefault(len(norm), []).append(ident)
+        for gram in set(_bigrams(norm)):
+            self._grams.setdefault((gram, len(norm)), []).append(ident)
+
+    def near(self, query: str, threshold: float) -> set[int]:
+        """Cases with a form scoring at least ``threshold`` against ``query``."""
+        idents = self._candidates(query, threshold)
+        found: set[int] = set()
+        if not idents:
+            return found
+        norms = self._norms
+        for _norm, _score, position in process.extract(
+            query, [norms[i] for i in idents], scorer=fuzz.ratio, score_cutoff=threshold, limit=None
+        ):
+            found.update(self._cases[idents[position]])
+        return found
+
+    def _candidates(self, query: str, threshold: float) -> list[int]:
+        slack = 1.0 - threshold / 100.0
+        grams = _bigrams(query)
+        distinct = set(grams)
+        # The lemma counts bigrams with repeats; counting distinct ones may miss a
+        # repeated query bigram once per repeat.
+        repeats = len(grams) - len(distinct)
+        la = len(query)
+        found: set[int] = set()
+        for lb, idents in self._by_length.items():
+            reach = math.floor(slack * (la + lb) + _EPSILON)
+            if abs(la - lb) > reach:
+                continue  # too different in length to reach the threshold
+            need = max(la, lb) - 1 - 2 * reach - repeats
+            if need <= 0:
+                found.update(idents)
+                continue
+            # Prefix filtering: sharing `need` of the query's bigrams means sharing at
+            # least one of any (distinct - need + 1) of them; the rarest are taken, and
+            # rapidfuzz (in C) scores the union instead of counting in Python.
+            lists = sorted((self._grams.get((gram, lb), ()) for gram in distinct), key=len)
+            for posting in lists[: max(0, len(distinct) - need + 1)]:
+                found.update(posting)
+        return list(found)
+
+
+def _bigrams(value: str) -> list[str]:
+    return [value[i : i + 2] for i in range(len(value) - 1)]
+
+
+class AuthorIndex:
+    """Built once per Matcher from every case; read-only afterwards (thread-safe)."""
+
+    def __init__(self, linked_platforms: Iterable[str]) -> None:
+        self._linked_platforms = frozenset(linked_platforms)
+        self._known: dict[tuple[str, str], set[int]] = {}
+        self._associates: dict[str, set[int]] = {}
+        self._linked: dict[str, set[int]] = {}
+        self._same: dict[str, set[int]] = {}
+        self._addresses: dict[str, set[int]] = {}
+        self._contained_cases: list[set[int]] = []
+        self._contained_ids: dict[str, int] = {}
+        self._contained = ahocorasick.Automaton()
+        self._fuzzy = FuzzyIndex()
+        self._threshold = 100.0
+
+    def add_handles(
+        self,
+        case: int,
+        restrained: Mapping[str, Mapping[str, str]],
+        associates: Mapping[str, Mapping[str, str]],
+        protected: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """Identity forms by platform (as ``service.matching`` keeps them per case)."""
+        for platform, handles in (*restrained.items(), *associates.items()):
+            for key in handles:
+                self._known.setdefault((platform, key), set()).add(case)
+        for handles in associates.values():
+            for key in handles:
+                self._associates.setdefault(key, set()).add(case)
+        for roles in (restrained, associates, protected):
+            for platform, handles in roles.items():
+                if platform in self._linked_platforms and handles:
+                    self._linked.setdefault(platform, set()).add(case)
+
+    def add_lookalikes(
+        self,
+        case: int,
+        identifiers: Iterable[str],
+        contained: Iterable[str],
+        addresses: Iterable[str],
+        threshold: float,
+    ) -> None:
+        """Look-alike forms of the restrained party's identifiers and whole addresses."""
+        self._threshold = min(self._threshold, threshold)
+        for norm in identifiers:
+            self._same.setdefault(norm, set()).add(case)
+            self._fuzzy.add(norm, case)
+        for norm in addresses:
+            self._addresses.setdefault(norm, set()).add(case)
+        for norm in contained:
+            ident = self._contained_ids.get(norm)
+            if ident is None:
+                ident = self._contained_ids[norm] = len(self._contained_cases)
+                self._contained_cases.append(set())
+                self._contained.add_word(norm, ident)
+            self._contained_cases[ident].add(case)
+
+    def finish(self) -> None:
+        if self._contained_cases:
+            self._contained.make_automaton()
+
+    def known(self, platform: str, key: str, linked: bool) -> set[int]:
+        """Cases where the identity form ``key`` is a restrained or associate handle
+        (an associate on any platform), and with ``linked`` every case whose handles
+        on ``platform`` an account id could match."""
+        found: set[int] = set()
+        if key:
+            found.update(self._known.get((platform, key), ()))
+            found.update(self._associates.get(key, ()))
+        if linked and platform in self._linked_platforms:
+            found.update(self._linked.get(platform, ()))
+        return found
+
+    def lookalikes(self, handle_norm: str, display_norm: str, address_norm: str) -> set[int]:
+        """Cases whose restrained party the author's look-alike forms may resemble."""
+        found: set[int] = set(self._addresses.get(address_norm, ())) if address_norm else set()
+        if handle_norm:
+            found.update(self._same.get(handle_norm, ()))
+            found.update(self._fuzzy.near(handle_norm, self._threshold))
+        for text in (handle_norm, display_norm):
+            if text and self._contained_cases:
+                for _end, ident in self._contained.iter(text):
+                    found.update(self._contained_cases[ident])
+        return found

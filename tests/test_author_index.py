@@ -1,0 +1,131 @@
+"""The look-alike index (#15) is a filter: whatever rapidfuzz would score at or above
+the threshold against any identifier, the index finds too (checked against a scan of
+every identifier)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz import fuzz
+
+from service.author_index import AuthorIndex, FuzzyIndex
+from service.matching import Matcher
+from service.settings import CaseSettings
+from watchers.base import Observation
+
+HANDLES = st.text(alphabet="abcdeior0123_", min_size=1, max_size=14)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    norms=st.lists(HANDLES, min_size=1, max_size=40),
+    query=HANDLES,
+    threshold=st.integers(min_value=50, max_value=100),
+)
+def test_fuzzy_index_finds_every_identifier_a_full_scan_finds(
+    norms: list[str], query: str, threshold: int
+) -> None:
+    index = FuzzyIndex()
+    for case, norm in enumerate(norms):
+        index.add(norm, case)
+
+    expected = {case for case, norm in enumerate(norms) if fuzz.ratio(query, norm) >= threshold}
+
+    assert index.near(query, threshold) == expected
+
+
+def test_a_handle_like_no_identifier_yields_no_case() -> None:
+    index = FuzzyIndex()
+    for case in range(1000):
+        index.add(f"restr{case}", case)
+
+    assert index.near("completelyother", 85) == set()
+    assert index.near("restr42", 85) >= {42}
+
+
+def test_author_index_finds_exact_roles_and_contained_names() -> None:
+    index = AuthorIndex(["bluesky"])
+    index.add_handles(0, {"reddit": {"jdoe": "jdoe"}}, {"x": {"pal": "pal"}}, {})
+    index.add_handles(1, {}, {}, {"bluesky": {"alex.bsky.social": "alex.bsky.social"}})
+    index.add_lookalikes(0, ["johndoe"], ["johndoe"], [], 85)
+    index.add_lookalikes(1, ["maxmuster"], ["maxmuster"], [], 85)
+    index.finish()
+
+    assert index.known("reddit", "jdoe", linked=False) == {0}
+    assert index.known("reddit", "pal", linked=False) == {0}  # an associate elsewhere
+    assert index.known("bluesky", "someone", linked=True) == {1}
+    assert index.known("reddit", "nobody", linked=False) == set()
+    assert index.lookalikes("realjohndoe1987", "", "") == {0}
+    assert index.lookalikes("other", "max muster fan".replace(" ", ""), "") == {1}
+
+
+def _case(index: int) -> CaseSettings:
+    return CaseSettings.model_validate(
+        {
+            "id": f"case-{index}",
+            "order": {"effective": "2026-01-15", "terms": ["no_contact", "no_mention"]},
+            "protected": {
+                "names": [f"Alex Smith{index}"],
+                "handles": {"reddit": [f"prot_{index}"], "email": [f"p{index}@example.org"]},
+            },
+            "restrained": {
+                "names": [f"John Doe{index}"],
+                "handles": {
+                    "reddit": [f"restr_{index}"],
+                    "email": [f"johndoe{index}@example.com"],
+                    "bluesky": [f"jd{index}.bsky.social"],
+                },
+                "associates": {"reddit": [f"friend_{index}"], "x": [f"pal_{index}"]},
+            },
+            "fuzzy_threshold": 80 if index % 2 else 90,
+        }
+    )
+
+
+CASES = [_case(index) for index in range(40)]
+AUTHORS = [
+    ("reddit", "restr_7"),
+    ("reddit", "r3str_7"),
+    ("reddit", "restr_7_"),
+    ("reddit", "realrestr17fan"),
+    ("reddit", "friend_3"),
+    ("reddit", "pal_12"),
+    ("reddit", "prot_5"),
+    ("reddit", "someone_else"),
+    ("reddit", "johndoe21"),
+    ("email", "John <johndoe9@example.com>"),
+    ("email", "j0hndoe9@examp1e.com"),
+    ("email", "stranger@example.net"),
+    ("bluesky", "jd4.bsky.social"),
+    ("bluesky", "jdd4.bsky.social"),
+]
+TEXTS = ["hello there", "hi Alex Smith3 from John Doe3", "@prot_8 hey", "John Doe11 says hi"]
+KINDS = ["post", "direct_message"]
+
+
+@pytest.mark.parametrize(("platform", "author"), AUTHORS)
+def test_the_index_path_decides_as_asking_every_case(platform: str, author: str) -> None:
+    """Serving 40 cases goes through the index; serving one asks that case directly.
+    Both must give the same hits and the same involvement, whatever the author."""
+    matcher = Matcher(CASES, clock=lambda: datetime(2026, 5, 1, tzinfo=UTC))
+    for text in TEXTS:
+        for kind in KINDS:
+            item = Observation(
+                platform=platform,
+                native_id="n1",
+                kind=kind,
+                raw=b"{}",
+                watcher="w",
+                author_handle=author,
+                author_display_name="Fan of John Doe30" if "else" in author else None,
+                text=text,
+                posted_at=datetime(2026, 5, 1, tzinfo=UTC),
+            )
+            alone = [hit for case in CASES for hit in matcher.match(item, [case.id])]
+            involved_alone = any(matcher.involved(item, [case.id]) for case in CASES)
+
+            assert matcher.match(item) == alone
+            assert matcher.involved(item) == involved_alone
