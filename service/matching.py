@@ -23,50 +23,51 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Literal
-from zoneinfo import ZoneInfo
 
 import ahocorasick
-from rapidfuzz import fuzz
 
 from service.author_index import AuthorIndex
 from service.hits import AuthorClass, Hit, TargetKind, ViolationKind
+from service.match_authors import (
+    AUTHOR_KEY_MAX as AUTHOR_KEY_MAX,
+)
+from service.match_authors import (
+    ID_LINKED_PLATFORMS,
+    _author_key,
+    _AuthorContext,
+    _posted_by_author,
+    _role_by_account_id,
+    _suspect,
+    _unknown_author,
+)
+from service.match_cases import (
+    _Author,
+    _build_case,
+    _Case,
+    _is_word_char,
+    _restrained_patterns,
+    _Target,
+    _text_patterns,
+    _TextFindings,
+    _TextPattern,
+)
 from service.normalize import EMAIL_PLATFORM as EMAIL_PLATFORM
 from service.normalize import (
-    _author_lookalike,
     _email_address,
-    _email_display_name,
-    _lookalike_handle,
 )
 from service.normalize import identity_handle as identity_handle
 from service.normalize import normalize_handle as normalize_handle
 from service.normalize import normalize_text as normalize_text
 from service.settings import CaseSettings, Severity
-from watchers.base import AccountInfo, Observation, WatcherError, fit_id, utc
+from watchers.base import AccountInfo, Observation, utc
 
 log = logging.getLogger(__name__)
 
-# The violations.author_key column's size.
-AUTHOR_KEY_MAX = 300
-# Containing a restrained name/handle shorter than this is not evidence: "al" or "joe"
-# occur inside countless unrelated handles.
-MIN_CONTAINED_LENGTH = 4
-# A restrained e-mail address's local part is compared with authors' handles only from
-# this length (look-alike form): "john@" would make every john a suspect.
-MIN_EMAIL_LOCAL_LENGTH = 6
-# Score of a suspect whose handle or display name contains a restrained name or handle
-# ("realjohndoe1987"): strong evidence, but below an identical look-alike (100).
-CONTAINS_SCORE = 90.0
-SAME_SKELETON_SCORE = 100.0
-# Platforms whose handles can change hands while the account id stays (Bluesky DIDs).
-ID_LINKED_PLATFORMS = frozenset({"bluesky"})
 # Distinct ``case_ids`` filters remembered (one per watcher in practice).
 _MAX_CACHED_FILTERS = 256
 # Up to this many cases served, a watcher's authors are checked against each case
 # rather than through the index of every case.
 _FEW_CASES = 16
-# An account created on or after the order's effective date is more suspicious.
-NEW_ACCOUNT_BONUS = 10.0
 
 _KIND_WORDS: dict[str, str] = {
     "post": "post",
@@ -78,11 +79,6 @@ _KIND_WORDS: dict[str, str] = {
     "feed_entry": "feed entry",
     "account": "account",
     "boost": "boosted post",
-}
-_STATUS_WORDS: dict[str, str] = {
-    "deleted": "account has been deleted",
-    "suspended": "account is suspended",
-    "not_found": "account was not found on the platform",
 }
 
 
@@ -101,167 +97,6 @@ class UnknownCaseError(MatchingError):
 # --------------------------------------------------------------------------------------
 # Precomputed per-case data
 # --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Identifier:
-    """Something the restrained party is known by, in look-alike form."""
-
-    norm: str
-    label: str  # as written in config, for the reason
-    what: Literal["handle", "name"]
-    platform: str | None  # for handles
-
-
-# What a pattern of the text automaton finds: a tag reaching the protected person
-# (contact), their name (mention), or the restrained party's name (for proxy contact).
-_PatternRole = Literal["contact", "mention", "restrained"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _TextPattern:
-    """A payload of the text automaton: which case a matched pattern concerns, how."""
-
-    case_index: int
-    target: _PatternRole
-    label: str
-    # For @/u/ tags: the platform on which the tag reaches the protected person.
-    platform: str | None
-
-
-@dataclasses.dataclass(slots=True)
-class _Case:
-    settings: CaseSettings
-    zone: ZoneInfo
-    # platform → identity form → handle as configured
-    restrained: dict[str, dict[str, str]]
-    associates: dict[str, dict[str, str]]
-    protected: dict[str, dict[str, str]]
-    protected_any: frozenset[str]  # identity forms on every platform
-    identifiers: tuple[_Identifier, ...]
-    by_norm: dict[str, _Identifier]
-    # look-alike form of each whole restrained address → the address as configured
-    addresses: dict[str, str]
-    contained: tuple[_Identifier, ...]  # identifiers long enough for containment
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Target:
-    kind: TargetKind
-    description: str  # e.g. "to protected account `alex_smith`"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Author:
-    cls: AuthorClass
-    description: str  # e.g. "restrained account `jdoe`"
-    score: float | None = None
-
-
-def _identity_map(platform: str, handles: Iterable[str]) -> dict[str, str]:
-    key: Callable[[str], str] = _email_address if platform == EMAIL_PLATFORM else identity_handle
-    return {key(handle): handle for handle in handles if key(handle)}
-
-
-def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
-    found: dict[str, _Identifier] = {}
-    for platform, handles in case.restrained.handles.items():
-        for handle in handles:
-            if platform == EMAIL_PLATFORM:
-                # The local part from any domain (john.doe@ → j0hn.doe@ elsewhere);
-                # short ones like "john" would make half the world a suspect.
-                norm = normalize_handle(_email_address(handle).rsplit("@", 1)[0])
-                if len(norm) < MIN_EMAIL_LOCAL_LENGTH:
-                    continue
-            else:
-                norm = _lookalike_handle(platform, handle)
-            if norm and norm not in found:
-                found[norm] = _Identifier(norm, handle, "handle", platform)
-    for name in (*case.restrained.names, *case.restrained.aliases):
-        norm = normalize_handle(name)
-        if norm and norm not in found:
-            found[norm] = _Identifier(norm, name, "name", None)
-    return tuple(found.values())
-
-
-def _build_case(settings: CaseSettings) -> _Case:
-    identifiers = _identifiers(settings)
-    protected = {p: _identity_map(p, h) for p, h in settings.protected.handles.items()}
-    return _Case(
-        settings=settings,
-        zone=settings.timezone,
-        restrained={p: _identity_map(p, h) for p, h in settings.restrained.handles.items()},
-        associates={p: _identity_map(p, h) for p, h in settings.restrained.associates.items()},
-        protected=protected,
-        protected_any=frozenset(key for handles in protected.values() for key in handles),
-        identifiers=identifiers,
-        by_norm={ident.norm: ident for ident in identifiers},
-        addresses={
-            normalize_handle(address): address
-            for address in settings.restrained.handles.get(EMAIL_PLATFORM, [])
-        },
-        contained=tuple(i for i in identifiers if len(i.norm) >= MIN_CONTAINED_LENGTH),
-    )
-
-
-def _text_patterns(index: int, case: CaseSettings) -> list[tuple[str, _TextPattern]]:
-    """Normalised patterns naming or tagging the protected person of one case."""
-    patterns: list[tuple[str, _TextPattern]] = []
-    for name in (*case.protected.names, *case.protected.aliases):
-        norm = normalize_text(name)
-        if not norm:
-            continue
-        patterns.append((norm, _TextPattern(index, "mention", name, None)))
-        if " " in norm:
-            # "#AlexSmith" / "alexsmith" name them as clearly as "Alex Smith" does.
-            joined = norm.replace(" ", "")
-            patterns.append((joined, _TextPattern(index, "mention", name, None)))
-    for platform, handles in case.protected.handles.items():
-        for handle in handles:
-            bare = identity_handle(handle) if platform != EMAIL_PLATFORM else handle
-            norm = normalize_text(bare)
-            if not norm:
-                continue
-            patterns.append((norm, _TextPattern(index, "mention", handle, None)))
-            if platform != EMAIL_PLATFORM:
-                # A tag notifies the account holder on that platform: that is contact.
-                for prefix in ("@", "u/") if platform == "reddit" else ("@",):
-                    tag = _TextPattern(index, "contact", f"{prefix}{bare}", platform)
-                    patterns.append((normalize_text(prefix + bare), tag))
-    return patterns
-
-
-def _restrained_patterns(index: int, case: CaseSettings) -> list[tuple[str, _TextPattern]]:
-    """Normalised patterns naming the restrained party (names, aliases, handles, email
-    addresses): text from an unknown author that addresses the protected person and
-    names them is a suspected proxy ("using friends to send messages")."""
-    labels = [*case.restrained.names, *case.restrained.aliases]
-    for platform, handles in case.restrained.handles.items():
-        for handle in handles:
-            labels.append(handle if platform == EMAIL_PLATFORM else identity_handle(handle))
-    patterns: list[tuple[str, _TextPattern]] = []
-    for label in labels:
-        norm = normalize_text(label)
-        if not norm:
-            continue
-        pattern = _TextPattern(index, "restrained", label, None)
-        patterns.append((norm, pattern))
-        if " " in norm:
-            patterns.append((norm.replace(" ", ""), pattern))
-    return patterns
-
-
-@dataclasses.dataclass(slots=True)
-class _TextFindings:
-    """One scan of an observation's text: targets per case, and per case the first
-    restrained name or handle it contains (as configured)."""
-
-    targets: list[tuple[int, _Target]] = dataclasses.field(default_factory=list)
-    restrained: dict[int, str] = dataclasses.field(default_factory=dict)
-
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() or char == "_"
 
 
 # --------------------------------------------------------------------------------------
@@ -583,221 +418,10 @@ class Matcher:
         return _suspect(case, obs, author) or _unknown_author(obs, author)
 
 
-def _role_by_account_id(
-    case: _Case, obs: Observation, author: _AuthorContext
-) -> tuple[Literal["protected", "restrained", "associate"] | None, str]:
-    """On platforms where a handle can change while the account stays (Bluesky: the
-    DID), the author's account id against the configured handles' ids, which the
-    watcher resolved (``account_lookup`` answers from its cache); a DID may also be
-    configured directly. A renamed restrained account stays the restrained account."""
-    if obs.platform not in ID_LINKED_PLATFORMS or not obs.author_id:
-        return None, ""
-    author_id = identity_handle(obs.author_id)
-    roles = (
-        ("restrained", case.restrained),
-        ("associate", case.associates),
-        ("protected", case.protected),
-    )
-    for role, by_platform in roles:
-        for key, configured in by_platform.get(obs.platform, {}).items():
-            if key == author_id or author.account_id_of(configured) == obs.author_id:
-                return role, configured  # type: ignore[return-value]
-    return None, ""
-
-
-def _unknown_author(obs: Observation, author: _AuthorContext) -> _Author:
-    if not obs.author_handle:
-        noun = "author"
-    else:
-        noun = "address" if obs.platform == EMAIL_PLATFORM else "account"
-    return _Author("unknown", f"`{author.shown()}` (unknown {noun})")
-
-
 def _keep_stronger(found: dict[int, _Target], index: int, target: _Target) -> None:
     current = found.get(index)
     if current is None or (current.kind == "mention" and target.kind == "contact"):
         found[index] = target
-
-
-def _posted_by_author(obs: Observation) -> _Author:
-    source = f"`{obs.watcher}`"
-    if obs.posted_by == "restrained":
-        return _Author("restrained", f"the restrained party (source {source})")
-    return _Author("associate", f"an associate of the restrained party (source {source})")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Resemblance:
-    score: float
-    description: str
-
-
-def _suspect(case: _Case, obs: Observation, author: _AuthorContext) -> _Author | None:
-    """A suspected alt: look-alike handle, fuzzy-similar handle or a contained name."""
-    best = _resemblance(case, obs, author)
-    if best is None:
-        return None
-    score = best.score
-    notes = [best.description]
-    created, status_note = author.account_facts()
-    if created is not None:
-        created_day = utc(created).astimezone(case.zone).date()
-        if created_day >= case.settings.order.effective:
-            score = min(100.0, score + NEW_ACCOUNT_BONUS)
-            notes.append(f"account created {created_day.isoformat()}, after the order")
-        else:
-            notes.append(f"account created {created_day.isoformat()}, before the order")
-    if status_note:
-        notes.append(status_note)
-    description = f"author `{author.shown()}` " + "; ".join(notes)
-    return _Author("suspected_alt", description, round(score, 1))
-
-
-def _resemblance(case: _Case, obs: Observation, author: _AuthorContext) -> _Resemblance | None:
-    """The strongest resemblance of the author to the restrained party, or None.
-
-    Scorer: ``fuzz.ratio`` (normalised Indel similarity) on look-alike forms. Partial
-    and token scorers were rejected: separators are already folded away (so token
-    variants add nothing), and partial alignment rates any short handle a perfect match
-    of a longer one (``john`` vs ``johndoe`` = 100) while costing several times more per
-    comparison. Containment, which partial matching would catch, is an exact check here.
-    """
-    handle_norm, display, display_norm = author.forms()
-    candidates: list[_Resemblance] = []
-    if obs.platform == EMAIL_PLATFORM and obs.author_handle:
-        # The whole address imitated, domain included: john@examp1e.com.
-        imitated = case.addresses.get(normalize_handle(_email_address(obs.author_handle)))
-        if imitated is not None:
-            score = SAME_SKELETON_SCORE
-            text = f"resembles restrained address `{imitated}` (score {_format_score(score)})"
-            candidates.append(_Resemblance(score, text))
-    if handle_norm:
-        same = case.by_norm.get(handle_norm)
-        if same is not None:
-            candidates.append(
-                _Resemblance(
-                    SAME_SKELETON_SCORE, _resembles(same, SAME_SKELETON_SCORE, obs.platform)
-                )
-            )
-        threshold = case.settings.fuzzy_threshold
-        for ident in case.identifiers:
-            score = fuzz.ratio(handle_norm, ident.norm, score_cutoff=threshold)
-            if score:
-                candidates.append(_Resemblance(score, _resembles(ident, score, obs.platform)))
-        for ident in case.contained:
-            if ident.norm in handle_norm and ident.norm != handle_norm:
-                score = max(CONTAINS_SCORE, fuzz.ratio(handle_norm, ident.norm))
-                candidates.append(_Resemblance(score, _contains(ident, score, obs.platform)))
-    if display_norm:
-        for ident in case.contained:
-            if ident.norm in display_norm:
-                text = f'has display name "{display}" which ' + _contains(
-                    ident, CONTAINS_SCORE, obs.platform
-                )
-                candidates.append(_Resemblance(CONTAINS_SCORE, text))
-    if not candidates:
-        return None
-    # Stable: on equal scores the first (handle before display name) wins.
-    return max(candidates, key=lambda candidate: candidate.score)
-
-
-def _format_score(score: float) -> str:
-    return f"{score:.0f}"
-
-
-def _ident_text(ident: _Identifier, platform: str) -> str:
-    if ident.what == "name":
-        return f'restrained name "{ident.label}"'
-    if ident.platform == EMAIL_PLATFORM:
-        return f"restrained address `{ident.label}`"
-    # The platform is named only when the look-alike is on another one.
-    where = "" if ident.platform == platform else f" on {ident.platform}"
-    return f"restrained handle `{ident.label}`{where}"
-
-
-def _resembles(ident: _Identifier, score: float, platform: str) -> str:
-    return f"resembles {_ident_text(ident, platform)} (score {_format_score(score)})"
-
-
-def _contains(ident: _Identifier, score: float, platform: str) -> str:
-    return f"contains {_ident_text(ident, platform)} (score {_format_score(score)})"
-
-
-class _AuthorContext:
-    """What is known of the observation's author, computed at most once per ``match``
-    call however many cases ask: look-alike forms, and the platform's account facts."""
-
-    def __init__(
-        self,
-        obs: Observation,
-        lookup: Callable[[str], AccountInfo | None] | None,
-        *,
-        facts: bool = True,
-    ) -> None:
-        self._obs = obs
-        self._lookup = lookup
-        # False: ``lookup`` may only link configured handles to account ids (answered
-        # from the watcher's cache), never ask the platform about a suspect.
-        self._facts = facts
-        self._forms: tuple[str, str | None, str] | None = None
-        self._done = False
-        self._info: AccountInfo | None = None
-        self._failure: str | None = None
-        self._ids: dict[str, str | None] = {}
-
-    def account_id_of(self, handle: str) -> str | None:
-        """The platform's account id behind a configured handle, or None."""
-        if handle not in self._ids:
-            self._ids[handle] = None
-            if self._lookup is not None:
-                try:
-                    info = self._lookup(handle)
-                except WatcherError as exc:
-                    log.warning("account id lookup for a configured handle failed: %s", exc)
-                    info = None
-                self._ids[handle] = info.account_id if info is not None else None
-        return self._ids[handle]
-
-    def shown(self) -> str:
-        """The author as the reason names them (an email's bare address)."""
-        handle = self._obs.author_handle
-        if handle and self._obs.platform == EMAIL_PLATFORM:
-            return _email_address(handle)
-        return handle or self._obs.author_display_name or ""
-
-    def forms(self) -> tuple[str, str | None, str]:
-        """(look-alike form of the handle, display name, look-alike form of it)."""
-        if self._forms is None:
-            obs = self._obs
-            display = obs.author_display_name
-            if obs.platform == EMAIL_PLATFORM and obs.author_handle and not display:
-                display = _email_display_name(obs.author_handle)
-            display_norm = normalize_handle(display) if display else ""
-            self._forms = (_author_lookalike(obs), display, display_norm)
-        return self._forms
-
-    def account_facts(self) -> tuple[datetime | None, str | None]:
-        """(creation time, note about the account's status or a failed lookup)."""
-        if self._obs.author_created_at is not None:
-            return self._obs.author_created_at, None
-        info = self._fetch()
-        if self._failure is not None:
-            return None, self._failure
-        if info is None:
-            return None, None
-        return info.created_at, _STATUS_WORDS.get(info.status)
-
-    def _fetch(self) -> AccountInfo | None:
-        if self._done or self._lookup is None or not self._facts or not self._obs.author_handle:
-            return self._info
-        self._done = True
-        try:
-            self._info = self._lookup(self._obs.author_handle)
-        except WatcherError as exc:
-            # The hit matters more than the account's age: keep it, say what is unknown.
-            log.warning("account lookup for a suspected author failed: %s", exc)
-            self._failure = "account age unknown (platform lookup failed)"
-        return self._info
 
 
 def _kind_and_severity(
@@ -845,23 +469,3 @@ def _proxy_reason(obs: Observation, author: _Author, target: _Target, named: str
         f"{author.description} addresses the protected person ({kind} {target.description})"
         f' and names the restrained party ("{named}")'
     )
-
-
-def _author_key(obs: Observation) -> str:
-    # Normalisation can lengthen a handle (NFKC expands some characters); the key must
-    # fit its column on every store.
-    return fit_id(_full_author_key(obs), AUTHOR_KEY_MAX)
-
-
-def _full_author_key(obs: Observation) -> str:
-    if obs.author_handle:
-        if obs.platform == EMAIL_PLATFORM:
-            return _email_address(obs.author_handle)
-        key = normalize_handle(obs.author_handle)
-        if key:
-            return key
-    if obs.posted_by is not None:
-        return f"posted_by:{obs.watcher}"
-    if obs.author_display_name:
-        return f"display:{normalize_handle(obs.author_display_name)}"
-    return f"unknown:{obs.watcher}"
