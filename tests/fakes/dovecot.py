@@ -40,6 +40,9 @@ class Dovecot:
     process: subprocess.Popen[bytes]
     home: Path
     tls_port: int | None = None  # implicit TLS (imaps), when started with a certificate
+    # Dovecot's unix sockets live here: a short path of its own, since a socket path may
+    # not exceed 107 bytes and pytest's temporary folders can be long.
+    run_dir: Path | None = None
     user: str = USER
     password: str = PASSWORD
 
@@ -59,6 +62,8 @@ class Dovecot:
             self.process.wait()
         if self.home.parent != self.root:
             shutil.rmtree(self.home.parent, ignore_errors=True)
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def _accounts() -> tuple[str, str, int, int]:
@@ -124,12 +129,17 @@ passdb {{
 
 
 def _config(
-    root: Path, home: Path, port: int, tls_port: int | None, introspection_url: str | None
+    root: Path,
+    home: Path,
+    port: int,
+    tls_port: int | None,
+    introspection_url: str | None,
+    run_dir: Path,
 ) -> str:
     login, internal, uid, gid = _accounts()
     group = grp.getgrgid(os.getgid()).gr_name if os.geteuid() != 0 else "root"
     return f"""
-base_dir = {root}/run
+base_dir = {run_dir}
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
@@ -195,8 +205,8 @@ def start(
     if certificate:
         (root / "server.pem").write_bytes(certificate[0])
         (root / "server.key").write_bytes(certificate[1])
-    for sub in ("run", "state"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "state").mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="ncdv-"))
     home = root / "home"
     if os.geteuid() == 0:
         # Mail processes run as nobody, who cannot enter pytest's 0700 directories.
@@ -210,11 +220,11 @@ def start(
         (home / USER).mkdir(parents=True, exist_ok=True)
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, home, port, tls_port, introspection_url))
+    conf.write_text(_config(root, home, port, tls_port, introspection_url, run_dir))
     process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    server = Dovecot(root, port, process, home, tls_port)
+    server = Dovecot(root, port, process, home, tls_port, run_dir)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
