@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_matching import FILLER
 from service.matching import Matcher
 from service.pipeline import targets_for
 from service.settings import CaseSettings
@@ -40,86 +41,8 @@ from watchers.bluesky_stream import parse_event
 CORPUS = Path(__file__).resolve().parent.parent / "tests/fixtures/bluesky/corpus_expected_v1.jsonl"
 REAL_AVERAGE_RATE = 25.0  # posts per second on the whole network
 GOAL_SHARE = 5.0  # % of one core at the real average rate
-WORDS = [
-    "the",
-    "a",
-    "to",
-    "of",
-    "and",
-    "in",
-    "that",
-    "it",
-    "is",
-    "was",
-    "for",
-    "on",
-    "with",
-    "as",
-    "at",
-    "by",
-    "this",
-    "had",
-    "not",
-    "but",
-    "what",
-    "all",
-    "were",
-    "when",
-    "we",
-    "there",
-    "can",
-    "an",
-    "your",
-    "which",
-    "their",
-    "said",
-    "if",
-    "do",
-    "will",
-    "each",
-    "about",
-    "how",
-    "up",
-    "out",
-    "them",
-    "then",
-    "she",
-    "many",
-    "some",
-    "so",
-    "these",
-    "would",
-    "other",
-    "into",
-    "has",
-    "more",
-    "her",
-    "two",
-    "like",
-    "him",
-    "see",
-    "time",
-    "could",
-    "no",
-    "make",
-    "than",
-    "first",
-    "been",
-    "its",
-    "who",
-    "now",
-    "people",
-    "my",
-    "made",
-    "over",
-    "did",
-    "down",
-    "only",
-    "way",
-    "find",
-    "use",
-    "may",
-]
+# Ordinary English filler, the same as the matching benchmark's.
+WORDS = FILLER
 FIRST = ["alex", "sam", "kim", "robin", "casey", "morgan", "taylor", "jamie", "noor", "yuki"]
 LAST = ["smith", "garcia", "lee", "nguyen", "okafor", "muller", "rossi", "silva", "khan"]
 
