@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from service import chain
@@ -25,6 +25,8 @@ from service.models import ChainRecord, Evidence, Violation, ViolationEvidence
 from watchers.base import Gone
 
 FINAL = ("deleted", "removed")
+# Keys per query: well under SQLite's 32,766 bound parameters (two per key).
+_KEYS_PER_QUERY = 500
 
 
 def deletions(
@@ -32,24 +34,41 @@ def deletions(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """(platform, native_id) → ``{"deleted_at", "deleted_between", "outcome", "detail",
     "seq"}`` (``seq``: the chain record's)."""
-    wanted = set(keys)
+    wanted = sorted(set(keys))
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    if not wanted:
-        return found
-    for record in chain.iter_records(session, "recheck"):
-        data = json.loads(record.data)
-        key = (data["platform"], data["native_id"])
-        if key in wanted and data["outcome"] in FINAL and key not in found:
-            when = data.get("event_at") or data["checked_at"]
-            found[key] = {
-                "deleted_at": when,
-                "deleted_between": [data["last_seen_at"], when],
-                "outcome": data["outcome"],
-                "detail": data["detail"],
-                "seq": record.seq,
-                "by_event": "event_at" in data,  # the platform's own delete event
-            }
+    # Only the re-check records of the wanted items are read (through their evidence
+    # rows and the (record, evidence_id) index): a timeline page or an export costs the
+    # same whether the store holds a hundred re-checks or a million.
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[start : start + _KEYS_PER_QUERY]
+        ids = session.scalars(
+            select(Evidence.id).where(tuple_(Evidence.platform, Evidence.native_id).in_(chunk))
+        ).all()
+        if not ids:
+            continue
+        rows = session.execute(
+            select(ChainRecord.seq, ChainRecord.data)
+            .where(ChainRecord.record == "recheck", ChainRecord.evidence_id.in_(ids))
+            .order_by(ChainRecord.seq)
+        ).all()
+        for seq, text in rows:
+            data = json.loads(text)
+            key = (data["platform"], data["native_id"])
+            if data["outcome"] in FINAL and key not in found:
+                found[key] = _fact(seq, data)
     return found
+
+
+def _fact(seq: int, data: dict[str, Any]) -> dict[str, Any]:
+    when = data.get("event_at") or data["checked_at"]
+    return {
+        "deleted_at": when,
+        "deleted_between": [data["last_seen_at"], when],
+        "outcome": data["outcome"],
+        "detail": data["detail"],
+        "seq": seq,
+        "by_event": "event_at" in data,  # the platform's own delete event
+    }
 
 
 def annotate(session: Session, entries: Iterable[dict[str, Any]]) -> None:
