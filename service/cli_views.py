@@ -48,7 +48,7 @@ def _cut(text: str, width: int) -> str:
 
 
 # (title, width); the reason takes what is left of the line.
-_COLUMNS = (("ID", SHORT_ID), ("WHEN (local)", 16), ("KIND", 13), ("PLATFORM", 8),
+_COLUMNS = (("ID", SHORT_ID), ("WHEN (local)", 16), ("KIND", 15), ("PLATFORM", 8),
             ("AUTHOR", 12))  # fmt: skip
 
 

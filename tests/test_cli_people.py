@@ -446,12 +446,12 @@ def test_timeline_is_one_line_per_violation_at_80_columns(
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("ID       WHEN (local)     KIND          PLATFORM AUTHOR")
+    assert lines[0].startswith("ID       WHEN (local)     KIND            PLATFORM AUTHOR")
     rows = lines[1:-1]
     assert len(rows) == 5  # the one before the order only with --all
     assert all(len(line) <= 80 for line in lines[:-1])
     assert rows[0].startswith(
-        f"{data.violation_ids[1][:8]} 2026-05-01 16:30 mention       x        jdoe"
+        f"{data.violation_ids[1][:8]} 2026-05-01 16:30 mention         x        jdoe"
     )
     assert lines[-1].startswith("`nocontact show ID`")
     wide = runner.invoke(cli, ["timeline", "-c", str(config)], env={"COLUMNS": "200"})
