@@ -35,7 +35,8 @@ class FuzzyIndex:
         self._norms: list[str] = []
         self._cases: list[set[int]] = []
         self._by_length: dict[int, list[int]] = {}
-        self._grams: dict[tuple[str, int], list[int]] = {}
+        # length → bigram → forms of that length containing it
+        self._grams: dict[int, dict[str, list[int]]] = {}
 
     def add(self, norm: str, case: int) -> None:
         known = self._ids.get(norm)
@@ -46,8 +47,9 @@ class FuzzyIndex:
         self._norms.append(norm)
         self._cases.append({case})
         self._by_length.setdefault(len(norm), []).append(ident)
-        for gram in set(_bigrams(norm)):
-            self._grams.setdefault((gram, len(norm)), []).append(ident)
+        postings = self._grams.setdefault(len(norm), {})
+        for gram in {norm[i : i + 2] for i in range(len(norm) - 1)}:
+            postings.setdefault(gram, []).append(ident)
 
     def near(self, query: str, threshold: float) -> set[int]:
         """Cases with a form scoring at least ``threshold`` against ``query``."""
@@ -63,33 +65,40 @@ class FuzzyIndex:
         return found
 
     def _candidates(self, query: str, threshold: float) -> list[int]:
+        """Forms that may score ``threshold``: a superset, found by length and bigrams.
+
+        ``fuzz.ratio`` is ``100 · (1 − D / (la + lb))`` with ``D = la + lb − 2·LCS``
+        the Indel distance, so reaching the threshold means ``D ≤ reach``, the largest
+        integer of the parity of ``la + lb`` at most ``slack · (la + lb)``. Along a
+        longest common subsequence every consecutive matched pair adjacent in both
+        strings is a shared bigram; gaps in ``a`` and ``b`` break at most ``la − LCS``
+        and ``lb − LCS`` pairs, so the strings share at least ``3·LCS − la − lb − 1 =
+        (la + lb − 3·reach) / 2 − 1`` bigrams (counted with repeats).
+        """
         slack = 1.0 - threshold / 100.0
-        grams = _bigrams(query)
+        grams = [query[i : i + 2] for i in range(len(query) - 1)]
         distinct = set(grams)
-        # The lemma counts bigrams with repeats; counting distinct ones may miss a
+        # The bound counts bigrams with repeats; counting distinct ones may miss a
         # repeated query bigram once per repeat.
         repeats = len(grams) - len(distinct)
         la = len(query)
         found: set[int] = set()
-        for lb, idents in self._by_length.items():
+        for lb, postings in self._grams.items():
             reach = math.floor(slack * (la + lb) + _EPSILON)
+            reach -= (reach - la - lb) % 2  # D has the parity of la + lb
             if abs(la - lb) > reach:
                 continue  # too different in length to reach the threshold
-            need = max(la, lb) - 1 - 2 * reach - repeats
+            need = (la + lb - 3 * reach) // 2 - 1 - repeats
             if need <= 0:
-                found.update(idents)
+                found.update(self._by_length[lb])
                 continue
             # Prefix filtering: sharing `need` of the query's bigrams means sharing at
             # least one of any (distinct - need + 1) of them; the rarest are taken, and
             # rapidfuzz (in C) scores the union instead of counting in Python.
-            lists = sorted((self._grams.get((gram, lb), ()) for gram in distinct), key=len)
+            lists = sorted((postings.get(gram, ()) for gram in distinct), key=len)
             for posting in lists[: max(0, len(distinct) - need + 1)]:
                 found.update(posting)
         return list(found)
-
-
-def _bigrams(value: str) -> list[str]:
-    return [value[i : i + 2] for i in range(len(value) - 1)]
 
 
 class AuthorIndex:

@@ -37,6 +37,40 @@ def test_fuzzy_index_finds_every_identifier_a_full_scan_finds(
     assert index.near(query, threshold) == expected
 
 
+@st.composite
+def _near_misses(draw: st.DrawFn) -> tuple[list[str], str]:
+    """Forms over a two- or three-letter alphabet (repeated bigrams, the bound's hard
+    case) and a query a few insertions and deletions away from one of them."""
+    alphabet = draw(st.sampled_from(["ab", "abc", "aab0"]))
+    form = st.text(alphabet=alphabet, max_size=16)
+    norms = draw(st.lists(form, min_size=1, max_size=30))
+    query = list(draw(st.sampled_from(norms)))
+    for position, char in draw(st.lists(st.tuples(st.integers(0, 16), form), max_size=3)):
+        if char and position % 2:
+            query.insert(position % (len(query) + 1), char[0])
+        elif query:
+            del query[position % len(query)]
+    return norms, "".join(query)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    case=_near_misses(),
+    threshold=st.sampled_from([50, 66.7, 70, 75, 80, 83.3, 85, 88.9, 90, 95, 100]),
+)
+def test_fuzzy_index_bound_holds_for_near_misses_with_repeated_bigrams(
+    case: tuple[list[str], str], threshold: float
+) -> None:
+    norms, query = case
+    index = FuzzyIndex()
+    for number, norm in enumerate(norms):
+        index.add(norm, number)
+
+    expected = {n for n, norm in enumerate(norms) if fuzz.ratio(query, norm) >= threshold}
+
+    assert index.near(query, threshold) == expected
+
+
 def test_a_handle_like_no_identifier_yields_no_case() -> None:
     index = FuzzyIndex()
     for case in range(1000):
