@@ -9,10 +9,11 @@ rules would call the author ``unknown`` (or the protected person). It holds
 * platforms whose account ids link renamed handles (Bluesky) → cases with handles there;
 * look-alike forms of restrained identifiers and addresses → cases (same skeleton);
 * an Aho-Corasick automaton over identifiers long enough to count when contained;
-* a bigram index for fuzzy look-alikes: by Ukkonen's q-gram lemma two strings within
-  Levenshtein (hence Indel) distance ``d`` share at least ``max(la, lb) - 1 - 2d``
-  bigrams, so only identifiers sharing that many with the author's handle (or, where
-  the bound says nothing, of a length within reach) are scored by rapidfuzz.
+* a trigram and bigram index for fuzzy look-alikes (``FuzzyIndex``): two strings
+  similar enough share at least a number of q-grams that their lengths and the
+  threshold fix (a q-gram lemma for the Indel distance ``fuzz.ratio`` uses), so only
+  identifiers sharing that many with the author's handle (or, where the bound says
+  nothing, of a length within reach) are scored by rapidfuzz.
 """
 
 from __future__ import annotations
@@ -27,78 +28,114 @@ from rapidfuzz import fuzz, process
 _EPSILON = 1e-9
 
 
+# q-gram lengths indexed: trigrams are far rarer than bigrams (the fewer candidates),
+# bigrams still bound what trigrams cannot (lower thresholds, short forms).
+_QS = (3, 2)
+
+# (length of the query, threshold) → the plans of ``FuzzyIndex._plan``, remembered.
+_MAX_PLANS = 4096
+
+
 class FuzzyIndex:
-    """Look-alike forms → cases, found by similarity (``fuzz.ratio`` ≥ a threshold)."""
+    """Look-alike forms → cases, found by similarity (``fuzz.ratio`` ≥ a threshold).
+
+    ``fuzz.ratio`` is ``100 · (1 − D / (la + lb))`` with ``D = la + lb − 2·LCS`` the
+    Indel distance, so reaching the threshold means ``D ≤ reach``, the largest integer
+    of the parity of ``la + lb`` at most ``slack · (la + lb)``. Along a longest common
+    subsequence, ``LCS − q + 1`` windows of ``q`` consecutive matched characters exist;
+    one whose characters are adjacent in both strings is a shared q-gram, and each of
+    the at most ``D`` gaps between matched characters breaks at most ``q − 1`` windows.
+    So the strings share at least ``(la + lb − reach) / 2 − (q − 1) − (q − 1) · reach``
+    q-grams (counted with repeats). Forms sharing fewer with the query are never scored;
+    where the bound says nothing, every form of a length within reach is.
+    """
 
     def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        self._norms: list[str] = []
-        self._cases: list[set[int]] = []
-        self._by_length: dict[int, list[int]] = {}
-        # length → bigram → forms of that length containing it
-        self._grams: dict[int, dict[str, list[int]]] = {}
+        self._cases: dict[str, set[int]] = {}
+        self._by_length: dict[int, list[str]] = {}
+        # (q, length) → q-gram → forms of that length containing it
+        self._grams: dict[tuple[int, int], dict[str, list[str]]] = {}
+        self._plans: dict[tuple[int, float], list[tuple[int, int, int]]] = {}
 
     def add(self, norm: str, case: int) -> None:
-        known = self._ids.get(norm)
+        known = self._cases.get(norm)
         if known is not None:
-            self._cases[known].add(case)
+            known.add(case)
             return
-        ident = self._ids[norm] = len(self._norms)
-        self._norms.append(norm)
-        self._cases.append({case})
-        self._by_length.setdefault(len(norm), []).append(ident)
-        postings = self._grams.setdefault(len(norm), {})
-        for gram in {norm[i : i + 2] for i in range(len(norm) - 1)}:
-            postings.setdefault(gram, []).append(ident)
+        self._cases[norm] = {case}
+        self._by_length.setdefault(len(norm), []).append(norm)
+        for q in _QS:
+            postings = self._grams.setdefault((q, len(norm)), {})
+            for gram in {norm[i : i + q] for i in range(len(norm) - q + 1)}:
+                postings.setdefault(gram, []).append(norm)
+        self._plans.clear()
 
     def near(self, query: str, threshold: float) -> set[int]:
         """Cases with a form scoring at least ``threshold`` against ``query``."""
-        idents = self._candidates(query, threshold)
+        candidates = self._candidates(query, threshold)
         found: set[int] = set()
-        if not idents:
+        if not candidates:
             return found
-        norms = self._norms
-        for _norm, _score, position in process.extract(
-            query, [norms[i] for i in idents], scorer=fuzz.ratio, score_cutoff=threshold, limit=None
+        for norm, _score, _position in process.extract(
+            query, candidates, scorer=fuzz.ratio, score_cutoff=threshold, limit=None
         ):
-            found.update(self._cases[idents[position]])
+            found.update(self._cases[norm])
         return found
 
-    def _candidates(self, query: str, threshold: float) -> list[int]:
-        """Forms that may score ``threshold``: a superset, found by length and bigrams.
+    def _candidates(self, query: str, threshold: float) -> list[str]:
+        """Forms that may score ``threshold`` (a superset), by length and q-grams."""
+        found: set[str] = set()
+        by_q: dict[int, tuple[set[str], int]] = {}
+        for lb, q, need in self._plan(len(query), threshold):
+            if q == 0:
+                found.update(self._by_length[lb])
+                continue
+            if q not in by_q:
+                grams = [query[i : i + q] for i in range(len(query) - q + 1)]
+                distinct = set(grams)
+                # The bound counts q-grams with repeats; counting distinct ones may
+                # miss a repeated query q-gram once per repeat.
+                by_q[q] = distinct, len(grams) - len(distinct)
+            distinct, repeats = by_q[q]
+            need -= repeats
+            if need <= 0:
+                found.update(self._by_length[lb])
+                continue
+            # Prefix filtering: sharing `need` of the query's q-grams means sharing at
+            # least one of any (distinct - need + 1) of them; the rarest are taken, and
+            # rapidfuzz (in C) scores the union instead of counting in Python.
+            postings = self._grams[q, lb]
+            lists = sorted([postings.get(gram, ()) for gram in distinct], key=len)
+            for posting in lists[: len(distinct) - need + 1]:
+                found.update(posting)
+        return list(found)
 
-        ``fuzz.ratio`` is ``100 · (1 − D / (la + lb))`` with ``D = la + lb − 2·LCS``
-        the Indel distance, so reaching the threshold means ``D ≤ reach``, the largest
-        integer of the parity of ``la + lb`` at most ``slack · (la + lb)``. Along a
-        longest common subsequence every consecutive matched pair adjacent in both
-        strings is a shared bigram; gaps in ``a`` and ``b`` break at most ``la − LCS``
-        and ``lb − LCS`` pairs, so the strings share at least ``3·LCS − la − lb − 1 =
-        (la + lb − 3·reach) / 2 − 1`` bigrams (counted with repeats).
-        """
+    def _plan(self, la: int, threshold: float) -> list[tuple[int, int, int]]:
+        """For each indexed length within reach: (length, q, q-grams needed before
+        repeats), with q the most selective of ``_QS`` whose bound says something,
+        or 0 when none does (every form of that length is a candidate)."""
+        key = (la, threshold)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
         slack = 1.0 - threshold / 100.0
-        grams = [query[i : i + 2] for i in range(len(query) - 1)]
-        distinct = set(grams)
-        # The bound counts bigrams with repeats; counting distinct ones may miss a
-        # repeated query bigram once per repeat.
-        repeats = len(grams) - len(distinct)
-        la = len(query)
-        found: set[int] = set()
-        for lb, postings in self._grams.items():
+        plan = []
+        for lb in sorted(self._by_length):
             reach = math.floor(slack * (la + lb) + _EPSILON)
             reach -= (reach - la - lb) % 2  # D has the parity of la + lb
             if abs(la - lb) > reach:
                 continue  # too different in length to reach the threshold
-            need = (la + lb - 3 * reach) // 2 - 1 - repeats
-            if need <= 0:
-                found.update(self._by_length[lb])
-                continue
-            # Prefix filtering: sharing `need` of the query's bigrams means sharing at
-            # least one of any (distinct - need + 1) of them; the rarest are taken, and
-            # rapidfuzz (in C) scores the union instead of counting in Python.
-            lists = sorted((postings.get(gram, ()) for gram in distinct), key=len)
-            for posting in lists[: max(0, len(distinct) - need + 1)]:
-                found.update(posting)
-        return list(found)
+            chosen = (lb, 0, 0)
+            for q in _QS:
+                need = (la + lb - reach) // 2 - (q - 1) * (1 + reach)
+                if need > 0:
+                    chosen = (lb, q, need)
+                    break
+            plan.append(chosen)
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
 
 class AuthorIndex:

@@ -159,13 +159,16 @@ class Matcher:
     def _build_automaton(cases: Sequence[CaseSettings]) -> ahocorasick.Automaton | None:
         grouped: dict[str, list[_TextPattern]] = {}
         for index, case in enumerate(cases):
+            # Patterns of different cases differ by their case index: duplicates can
+            # only come from one case, and comparing within it keeps the build linear.
+            seen: set[tuple[str, _TextPattern]] = set()
             for norm, pattern in (
                 *_text_patterns(index, case),
                 *_restrained_patterns(index, case),
             ):
-                entries = grouped.setdefault(norm, [])
-                if pattern not in entries:
-                    entries.append(pattern)
+                if (norm, pattern) not in seen:
+                    seen.add((norm, pattern))
+                    grouped.setdefault(norm, []).append(pattern)
         if not grouped:
             return None
         automaton = ahocorasick.Automaton()

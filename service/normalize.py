@@ -141,13 +141,10 @@ def identity_handle(handle: str) -> str:
         value = handle.lower().strip()  # NFKC is the identity on ASCII, casefold lower()
     else:
         value = unicodedata.normalize("NFKC", handle).casefold().strip()
-    changed = True
-    while changed:
-        changed = False
+    while value.startswith(_HANDLE_PREFIXES):  # one C call for the usual bare handle
         for prefix in _HANDLE_PREFIXES:
             if value.startswith(prefix):
                 value = value[len(prefix) :].lstrip()
-                changed = True
     return value
 
 
