@@ -29,8 +29,13 @@ _EPSILON = 1e-9
 
 
 # q-gram lengths indexed: trigrams are far rarer than bigrams (the fewer candidates),
-# bigrams still bound what trigrams cannot (lower thresholds, short forms).
+# bigrams still bound what trigrams cannot (lower thresholds, short forms), and need
+# more shared when forms share a long part (``restr_1234`` / ``restr_5678``).
 _QS = (3, 2)
+# Up to this many candidates for one length, the trigram bound is kept without
+# trying the bigram one.
+_FEW_CANDIDATES = 64
+_NONE: list[str] = []  # a q-gram no form has (never written to)
 
 # (length of the query, threshold) → the plans of ``FuzzyIndex._plan``, remembered.
 _MAX_PLANS = 4096
@@ -55,7 +60,7 @@ class FuzzyIndex:
         self._by_length: dict[int, list[str]] = {}
         # (q, length) → q-gram → forms of that length containing it
         self._grams: dict[tuple[int, int], dict[str, list[str]]] = {}
-        self._plans: dict[tuple[int, float], list[tuple[int, int, int]]] = {}
+        self._plans: dict[tuple[int, float], list[tuple[int, list[tuple[int, int]]]]] = {}
 
     def add(self, norm: str, case: int) -> None:
         known = self._cases.get(norm)
@@ -85,35 +90,37 @@ class FuzzyIndex:
     def _candidates(self, query: str, threshold: float) -> list[str]:
         """Forms that may score ``threshold`` (a superset), by length and q-grams."""
         found: set[str] = set()
-        by_q: dict[int, tuple[set[str], int]] = {}
-        for lb, q, need in self._plan(len(query), threshold):
-            if q == 0:
-                found.update(self._by_length[lb])
-                continue
-            if q not in by_q:
-                grams = [query[i : i + q] for i in range(len(query) - q + 1)]
-                distinct = set(grams)
-                # The bound counts q-grams with repeats; counting distinct ones may
-                # miss a repeated query q-gram once per repeat.
-                by_q[q] = distinct, len(grams) - len(distinct)
-            distinct, repeats = by_q[q]
-            need -= repeats
-            if need <= 0:
-                found.update(self._by_length[lb])
-                continue
-            # Prefix filtering: sharing `need` of the query's q-grams means sharing at
-            # least one of any (distinct - need + 1) of them; the rarest are taken, and
-            # rapidfuzz (in C) scores the union instead of counting in Python.
-            postings = self._grams[q, lb]
-            lists = sorted([postings.get(gram, ()) for gram in distinct], key=len)
-            for posting in lists[: len(distinct) - need + 1]:
-                found.update(posting)
+        grams: dict[int, tuple[set[str], int]] = {}
+        for lb, needs in self._plan(len(query), threshold):
+            best: list[list[str]] | None = None
+            best_size = 0
+            for q, need in needs:
+                if q not in grams:
+                    grams[q] = _distinct_grams(query, q)
+                distinct, repeats = grams[q]
+                if need - repeats <= 0:
+                    continue  # repeated q-grams leave this bound saying nothing
+                # Prefix filtering: sharing `need` of the query's q-grams means sharing
+                # at least one of any (distinct - need + 1) of them; the rarest are
+                # taken, and rapidfuzz (in C) scores their union.
+                postings = self._grams[q, lb]
+                lists = sorted([postings.get(gram, _NONE) for gram in distinct], key=len)
+                lists = lists[: len(distinct) - need + repeats + 1]
+                size = sum(map(len, lists))
+                if best is None or size < best_size:
+                    best, best_size = lists, size
+                if best_size <= _FEW_CANDIDATES:
+                    break  # good enough: the next q costs more than it could save
+            if best is None:
+                found.update(self._by_length[lb])  # no bound: every form of the length
+            else:
+                found.update(*best)
         return list(found)
 
-    def _plan(self, la: int, threshold: float) -> list[tuple[int, int, int]]:
-        """For each indexed length within reach: (length, q, q-grams needed before
-        repeats), with q the most selective of ``_QS`` whose bound says something,
-        or 0 when none does (every form of that length is a candidate)."""
+    def _plan(self, la: int, threshold: float) -> list[tuple[int, list[tuple[int, int]]]]:
+        """For each indexed length within reach: that length and, for each q of
+        ``_QS`` whose bound says something, (q, q-grams shared at least, before the
+        query's repeats)."""
         key = (la, threshold)
         plan = self._plans.get(key)
         if plan is not None:
@@ -125,17 +132,20 @@ class FuzzyIndex:
             reach -= (reach - la - lb) % 2  # D has the parity of la + lb
             if abs(la - lb) > reach:
                 continue  # too different in length to reach the threshold
-            chosen = (lb, 0, 0)
-            for q in _QS:
-                need = (la + lb - reach) // 2 - (q - 1) * (1 + reach)
-                if need > 0:
-                    chosen = (lb, q, need)
-                    break
-            plan.append(chosen)
+            needs = [(q, (la + lb - reach) // 2 - (q - 1) * (1 + reach)) for q in _QS]
+            plan.append((lb, [(q, need) for q, need in needs if need > 0]))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[key] = plan
         return plan
+
+
+def _distinct_grams(query: str, q: int) -> tuple[set[str], int]:
+    """The query's distinct q-grams and how many repeats they hide: the bound counts
+    q-grams with repeats, counting distinct ones may miss one per repeat."""
+    grams = [query[i : i + q] for i in range(len(query) - q + 1)]
+    distinct = set(grams)
+    return distinct, len(grams) - len(distinct)
 
 
 class AuthorIndex:

@@ -70,6 +70,8 @@ _MAX_CACHED_FILTERS = 256
 # Up to this many cases served, a watcher's authors are checked against each case
 # rather than through the index of every case.
 _FEW_CASES = 16
+# Authors whose indexed cases are remembered (``Matcher._author_cases``): a few MB.
+_MAX_CACHED_AUTHORS = 16_384
 
 _KIND_WORDS: dict[str, str] = {
     "post": "post",
@@ -149,8 +151,8 @@ def _collector_paused() -> Iterator[None]:
 
 class Matcher:
     """Recognises possible violations. Build once per configuration; ``match`` is
-    thread-safe (it reads what ``__init__`` built; its only cache is a dict of
-    immutable values, where a lost race costs a recomputation)."""
+    thread-safe (it reads what ``__init__`` built; its caches are dicts of immutable
+    values, where a lost race costs a recomputation)."""
 
     def __init__(
         self,
@@ -166,6 +168,7 @@ class Matcher:
         self._index_by_id = {case.id: i for i, case in enumerate(cases)}
         self._all_indexes = frozenset(range(len(cases)))
         self._filters: dict[tuple[str, ...], frozenset[int]] = {}
+        self._author_answers: dict[tuple[str, str | None, str | None, bool], frozenset[int]] = {}
         # (platform, identity form of a protected handle) → cases and handle as written
         self._addressees: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for index, case in enumerate(self._cases):
@@ -209,7 +212,10 @@ class Matcher:
         candidates = self._candidate_indexes(case_ids)
         if not candidates:
             return []
-        findings = self._scan_text(obs, candidates)
+        matches = self._text_matches(obs, candidates)
+        if not matches and not obs.addressed_to and obs.kind != "direct_message":
+            return []  # neither named, tagged nor addressed: no case has a target
+        findings = _findings(matches)
         context = _AuthorContext(obs, account_lookup)
         targets = self._targets(obs, candidates, findings, context)
         if not targets:
@@ -257,6 +263,19 @@ class Matcher:
         serving a few cases asks them all: cheaper than searching every case's index."""
         if len(candidates) <= _FEW_CASES:
             return set(candidates)
+        # Everything the index is asked depends on these alone; streams repeat their
+        # authors, so the answer is remembered (a bounded dict of immutable values).
+        key = (obs.platform, obs.author_handle, obs.author_display_name, bool(obs.author_id))
+        found = self._author_answers.get(key)
+        if found is None:
+            found = self._indexed_author_cases(obs, context)
+            if len(self._author_answers) >= _MAX_CACHED_AUTHORS:
+                self._author_answers.clear()
+            self._author_answers[key] = found
+        return set(found & candidates)
+
+    def _indexed_author_cases(self, obs: Observation, context: _AuthorContext) -> frozenset[int]:
+        """Every case whose author rules could find the author anything but unknown."""
         is_email = obs.platform == EMAIL_PLATFORM
         handle = obs.author_handle or ""
         key = _email_address(handle) if is_email else identity_handle(handle)
@@ -265,7 +284,7 @@ class Matcher:
         handle_norm, _display, display_norm = context.forms()
         address = normalize_handle(_email_address(handle)) if is_email and handle else ""
         found |= self._authors.lookalikes(handle_norm, display_norm, address)
-        return {index for index in found if index in candidates}
+        return frozenset(found)
 
     def _candidate_indexes(self, case_ids: CaseIds) -> frozenset[int]:
         if case_ids is None:
@@ -330,26 +349,12 @@ class Matcher:
             for index in sorted(reached):
                 yield index, _Target("contact", "to the protected person")
 
-    def _scan_text(self, obs: Observation, candidates: frozenset[int]) -> _TextFindings:
-        findings = _TextFindings()
-        for index, pattern in self._text_matches(obs, candidates):
-            if pattern.target == "restrained":
-                findings.restrained.setdefault(index, pattern.label)
-            elif pattern.target == "contact":
-                description = f"tagging protected account `{pattern.label}`"
-                findings.targets.append((index, _Target("contact", description)))
-            else:
-                description = f'names the protected person ("{pattern.label}")'
-                findings.targets.append((index, _Target("mention", description)))
-        return findings
-
-    def _text_matches(
-        self, obs: Observation, candidates: frozenset[int]
-    ) -> Iterable[tuple[int, _TextPattern]]:
+    def _text_matches(self, obs: Observation, candidates: frozenset[int]) -> list[_TextPattern]:
         """Whole-word matches of the automaton's patterns in the text, for the cases
         in ``candidates`` (a tag only on the platform where it reaches its account)."""
+        found: list[_TextPattern] = []
         if self._automaton is None or not obs.text:
-            return
+            return found
         text = normalize_text(obs.text)
         last = len(text) - 1
         for end, (length, entries) in self._automaton.iter(text):
@@ -363,7 +368,8 @@ class Matcher:
                     continue
                 if pattern.target == "contact" and pattern.platform != obs.platform:
                     continue
-                yield pattern.case_index, pattern
+                found.append(pattern)
+        return found
 
     # -- authors ----------------------------------------------------------------------
 
@@ -437,6 +443,21 @@ class Matcher:
             label = "restrained account" if role == "restrained" else "associate"
             return _Author(role, f"{label} `{configured}`{now}")
         return _suspect(case, obs, author) or _unknown_author(obs, author)
+
+
+def _findings(matches: Iterable[_TextPattern]) -> _TextFindings:
+    findings = _TextFindings()
+    for pattern in matches:
+        index = pattern.case_index
+        if pattern.target == "restrained":
+            findings.restrained.setdefault(index, pattern.label)
+        elif pattern.target == "contact":
+            description = f"tagging protected account `{pattern.label}`"
+            findings.targets.append((index, _Target("contact", description)))
+        else:
+            description = f'names the protected person ("{pattern.label}")'
+            findings.targets.append((index, _Target("mention", description)))
+    return findings
 
 
 def _keep_stronger(found: dict[int, _Target], index: int, target: _Target) -> None:
