@@ -37,6 +37,9 @@ _QS = (3, 2)
 _FEW_CANDIDATES = 64
 _NONE: list[str] = []  # a q-gram no form has (never written to)
 
+# One length's plan: its forms; per q, (q, q-grams needed, postings of that length).
+_LengthPlan = tuple[list[str], list[tuple[int, int, dict[str, list[str]]]]]
+
 # (length of the query, threshold) → the plans of ``FuzzyIndex._plan``, remembered.
 _MAX_PLANS = 4096
 
@@ -60,7 +63,7 @@ class FuzzyIndex:
         self._by_length: dict[int, list[str]] = {}
         # (q, length) → q-gram → forms of that length containing it
         self._grams: dict[tuple[int, int], dict[str, list[str]]] = {}
-        self._plans: dict[tuple[int, float], list[tuple[int, list[tuple[int, int]]]]] = {}
+        self._plans: dict[tuple[int, float], list[_LengthPlan]] = {}
 
     def add(self, norm: str, case: int) -> None:
         known = self._cases.get(norm)
@@ -91,36 +94,35 @@ class FuzzyIndex:
         """Forms that may score ``threshold`` (a superset), by length and q-grams."""
         found: set[str] = set()
         grams: dict[int, tuple[set[str], int]] = {}
-        for lb, needs in self._plan(len(query), threshold):
+        for forms, bounds in self._plan(len(query), threshold):
             best: list[list[str]] | None = None
             best_size = 0
-            for q, need in needs:
+            for q, need, postings in bounds:
                 if q not in grams:
                     grams[q] = _distinct_grams(query, q)
                 distinct, repeats = grams[q]
-                if need - repeats <= 0:
+                keep = len(distinct) - need + repeats + 1
+                if keep > len(distinct):
                     continue  # repeated q-grams leave this bound saying nothing
                 # Prefix filtering: sharing `need` of the query's q-grams means sharing
                 # at least one of any (distinct - need + 1) of them; the rarest are
                 # taken, and rapidfuzz (in C) scores their union.
-                postings = self._grams[q, lb]
-                lists = sorted([postings.get(gram, _NONE) for gram in distinct], key=len)
-                lists = lists[: len(distinct) - need + repeats + 1]
+                lists = sorted([postings.get(gram, _NONE) for gram in distinct], key=len)[:keep]
                 size = sum(map(len, lists))
                 if best is None or size < best_size:
                     best, best_size = lists, size
                 if best_size <= _FEW_CANDIDATES:
                     break  # good enough: the next q costs more than it could save
             if best is None:
-                found.update(self._by_length[lb])  # no bound: every form of the length
+                found.update(forms)  # no bound: every form of the length
             else:
                 found.update(*best)
         return list(found)
 
-    def _plan(self, la: int, threshold: float) -> list[tuple[int, list[tuple[int, int]]]]:
-        """For each indexed length within reach: that length and, for each q of
-        ``_QS`` whose bound says something, (q, q-grams shared at least, before the
-        query's repeats)."""
+    def _plan(self, la: int, threshold: float) -> list[_LengthPlan]:
+        """For each indexed length within reach: its forms and, for each q of ``_QS``
+        whose bound says something, (q, q-grams shared at least before the query's
+        repeats, the q-gram postings of that length)."""
         key = (la, threshold)
         plan = self._plans.get(key)
         if plan is not None:
@@ -132,8 +134,12 @@ class FuzzyIndex:
             reach -= (reach - la - lb) % 2  # D has the parity of la + lb
             if abs(la - lb) > reach:
                 continue  # too different in length to reach the threshold
-            needs = [(q, (la + lb - reach) // 2 - (q - 1) * (1 + reach)) for q in _QS]
-            plan.append((lb, [(q, need) for q, need in needs if need > 0]))
+            bounds = []
+            for q in _QS:
+                need = (la + lb - reach) // 2 - (q - 1) * (1 + reach)
+                if need > 0:
+                    bounds.append((q, need, self._grams[q, lb]))
+            plan.append((self._by_length[lb], bounds))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[key] = plan

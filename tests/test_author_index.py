@@ -163,3 +163,31 @@ def test_the_index_path_decides_as_asking_every_case(platform: str, author: str)
 
             assert matcher.match(item) == alone
             assert matcher.involved(item) == involved_alone
+
+
+def test_a_remembered_author_is_told_apart_by_display_name_and_platform() -> None:
+    """The index's answer is remembered per author: the same handle with another
+    display name, or on another platform, must be asked again, not answered from
+    what was remembered."""
+    matcher = Matcher(CASES, clock=lambda: datetime(2026, 5, 1, tzinfo=UTC))
+
+    def involved(platform: str, handle: str, display: str | None) -> bool:
+        item = Observation(
+            platform=platform,
+            native_id="n1",
+            kind="post",
+            raw=b"{}",
+            watcher="w",
+            author_handle=handle,
+            author_display_name=display,
+            text="hello there",
+            posted_at=datetime(2026, 5, 1, tzinfo=UTC),
+        )
+        return matcher.involved(item)
+
+    assert not involved("reddit", "someone_else", None)
+    assert involved("reddit", "someone_else", "Fan of John Doe30")
+    assert not involved("reddit", "someone_else", None)
+    assert involved("x", "pal_12", None)  # an associate, listed for x
+    assert involved("reddit", "pal_12", None)  # the same associate writing elsewhere
+    assert not involved("reddit", "pal_12x_unrelated_handle", None)
