@@ -45,8 +45,11 @@ _LEET_TABLE = str.maketrans(LEET_MAP)
 # The ASCII fast paths' tables (``normalize_text``, ``normalize_handle``): what the
 # confusable skeleton and ``_fold_lookalike_letters`` do to each ASCII character but
 # ``m`` (skeleton ``rn``, folded back to ``m``) and ``%`` (a non-ASCII prototype).
-_ASCII_SKELETON: dict[str, str] = {"0": "o", "1": "i", "|": "i", "l": "i", "`": "'", '"': "''"}
-_ASCII_TEXT_TABLE = str.maketrans(_ASCII_SKELETON)
+# ``normalize_text``: lower() and the skeleton's one-to-one ASCII mappings in one byte
+# table; ``"`` (to ``''``) is a replace.
+_ASCII_TEXT_BYTES = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ01|l`", b"abcdefghijkimnopqrstuvwxyzoiii'"
+)
 _ASCII_HANDLE_TABLE = str.maketrans(
     {**{k: v for k, v in LEET_MAP.items() if k.isascii()}, "l": "i"}
 )
@@ -120,11 +123,16 @@ def normalize_text(text: str) -> str:
     """
     if text.isascii() and "%" not in text:
         # Most text is ASCII: NFKC is the identity there, casefold is lower(), and the
-        # skeleton maps a handful of characters, which one table does at C speed (the
-        # general path costs several times a scan of the text). ``%`` has a non-ASCII
+        # skeleton maps a handful of characters, which one byte table does at C speed
+        # (the general path costs several times a scan of the text). ``%`` has a non-ASCII
         # prototype and takes the general path. ``_normalize_text_unicode`` is the
         # reference; tests hold both equal on ASCII.
-        value = text.lower().translate(_ASCII_TEXT_TABLE).replace("rn", "m")
+        raw = text.encode("ascii").translate(_ASCII_TEXT_BYTES)
+        if b'"' in raw:
+            raw = raw.replace(b'"', b"''")
+        value = raw.replace(b"rn", b"m").decode("ascii")
+        if text.isprintable() and "  " not in value and value[:1] != " " != value[-1:]:
+            return value  # already single spaces between words (the usual prose)
         return " ".join(value.split())
     return _normalize_text_unicode(text)
 
