@@ -35,6 +35,8 @@ _QS = (3, 2)
 # Up to this many candidates for one length, the trigram bound is kept without
 # trying the bigram one.
 _FEW_CANDIDATES = 64
+# Lengths with at most this many forms are scored whole: cheaper than their q-grams.
+_FEW_FORMS = 8
 _NONE: list[str] = []  # a q-gram no form has (never written to)
 
 # One length's plan: its forms; per q, (q, q-grams needed, postings of that length).
@@ -63,6 +65,8 @@ class FuzzyIndex:
         self._by_length: dict[int, list[str]] = {}
         # (q, length) → q-gram → forms of that length containing it
         self._grams: dict[tuple[int, int], dict[str, list[str]]] = {}
+        # q-gram → forms containing it, of any length: the query's rarest are taken
+        self._frequency: dict[str, int] = {}
         self._plans: dict[tuple[int, float], list[_LengthPlan]] = {}
 
     def add(self, norm: str, case: int) -> None:
@@ -76,6 +80,7 @@ class FuzzyIndex:
             postings = self._grams.setdefault((q, len(norm)), {})
             for gram in {norm[i : i + q] for i in range(len(norm) - q + 1)}:
                 postings.setdefault(gram, []).append(norm)
+                self._frequency[gram] = self._frequency.get(gram, 0) + 1
         self._plans.clear()
 
     def near(self, query: str, threshold: float) -> set[int]:
@@ -93,21 +98,21 @@ class FuzzyIndex:
     def _candidates(self, query: str, threshold: float) -> list[str]:
         """Forms that may score ``threshold`` (a superset), by length and q-grams."""
         found: set[str] = set()
-        grams: dict[int, tuple[set[str], int]] = {}
+        grams: dict[int, tuple[list[str], int]] = {}
         for forms, bounds in self._plan(len(query), threshold):
             best: list[list[str]] | None = None
             best_size = 0
             for q, need, postings in bounds:
                 if q not in grams:
-                    grams[q] = _distinct_grams(query, q)
-                distinct, repeats = grams[q]
-                keep = len(distinct) - need + repeats + 1
-                if keep > len(distinct):
+                    grams[q] = self._distinct_grams(query, q)
+                rarest, repeats = grams[q]
+                keep = len(rarest) - need + repeats + 1
+                if keep > len(rarest):
                     continue  # repeated q-grams leave this bound saying nothing
                 # Prefix filtering: sharing `need` of the query's q-grams means sharing
                 # at least one of any (distinct - need + 1) of them; the rarest are
                 # taken, and rapidfuzz (in C) scores their union.
-                lists = sorted([postings.get(gram, _NONE) for gram in distinct], key=len)[:keep]
+                lists = [postings.get(gram, _NONE) for gram in rarest[:keep]]
                 size = sum(map(len, lists))
                 if best is None or size < best_size:
                     best, best_size = lists, size
@@ -119,10 +124,20 @@ class FuzzyIndex:
                 found.update(*best)
         return list(found)
 
+    def _distinct_grams(self, query: str, q: int) -> tuple[list[str], int]:
+        """The query's distinct q-grams, rarest first, and how many repeats they hide:
+        the bound counts q-grams with repeats, counting distinct ones may miss one per
+        repeat."""
+        grams = [query[i : i + q] for i in range(len(query) - q + 1)]
+        distinct = set(grams)
+        rarest = sorted(distinct, key=lambda gram: self._frequency.get(gram, 0))
+        return rarest, len(grams) - len(distinct)
+
     def _plan(self, la: int, threshold: float) -> list[_LengthPlan]:
         """For each indexed length within reach: its forms and, for each q of ``_QS``
         whose bound says something, (q, q-grams shared at least before the query's
-        repeats, the q-gram postings of that length)."""
+        repeats, the q-gram postings of that length); none for a length of a few
+        forms."""
         key = (la, threshold)
         plan = self._plans.get(key)
         if plan is not None:
@@ -137,21 +152,13 @@ class FuzzyIndex:
             bounds = []
             for q in _QS:
                 need = (la + lb - reach) // 2 - (q - 1) * (1 + reach)
-                if need > 0:
+                if need > 0 and len(self._by_length[lb]) > _FEW_FORMS:
                     bounds.append((q, need, self._grams[q, lb]))
             plan.append((self._by_length[lb], bounds))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[key] = plan
         return plan
-
-
-def _distinct_grams(query: str, q: int) -> tuple[set[str], int]:
-    """The query's distinct q-grams and how many repeats they hide: the bound counts
-    q-grams with repeats, counting distinct ones may miss one per repeat."""
-    grams = [query[i : i + q] for i in range(len(query) - q + 1)]
-    distinct = set(grams)
-    return distinct, len(grams) - len(distinct)
 
 
 class AuthorIndex:

@@ -4,6 +4,7 @@ every identifier)."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -43,7 +44,7 @@ def _near_misses(draw: st.DrawFn) -> tuple[list[str], str]:
     case) and a query a few insertions and deletions away from one of them."""
     alphabet = draw(st.sampled_from(["ab", "abc", "aab0"]))
     form = st.text(alphabet=alphabet, max_size=16)
-    norms = draw(st.lists(form, min_size=1, max_size=30))
+    norms = draw(st.lists(form, min_size=1, max_size=draw(st.sampled_from([30, 300]))))
     query = list(draw(st.sampled_from(norms)))
     for position, char in draw(st.lists(st.tuples(st.integers(0, 16), form), max_size=3)):
         if char and position % 2:
@@ -69,6 +70,26 @@ def test_fuzzy_index_bound_holds_for_near_misses_with_repeated_bigrams(
     expected = {n for n, norm in enumerate(norms) if fuzz.ratio(query, norm) >= threshold}
 
     assert index.near(query, threshold) == expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzzy_index_with_crowded_lengths_finds_what_a_scan_finds(seed: int) -> None:
+    """Thousands of forms sharing a long part (``restr…``), so that every length holds
+    many forms and the q-gram bounds, not a scan of the length, choose the candidates."""
+    rng = random.Random(seed)
+    letters = "oizeasgtb"
+    norms = [f"restr{''.join(rng.choices(letters, k=rng.randint(1, 5)))}" for _ in range(3000)]
+    norms += ["".join(rng.choices("abcdefghij", k=rng.randint(3, 14))) for _ in range(1000)]
+    index = FuzzyIndex()
+    for number, norm in enumerate(norms):
+        index.add(norm, number)
+    queries = [norm[: rng.randint(0, len(norm))] + rng.choice(letters) for norm in norms[::40]]
+    queries += [f"user{''.join(rng.choices(letters, k=6))}" for _ in range(30)]
+
+    for threshold in (70, 80, 85, 90):
+        for query in queries:
+            expected = {n for n, norm in enumerate(norms) if fuzz.ratio(query, norm) >= threshold}
+            assert index.near(query, threshold) == expected, (query, threshold)
 
 
 def test_a_handle_like_no_identifier_yields_no_case() -> None:
