@@ -244,7 +244,7 @@ class Matcher:
         if obs.posted_by is not None:
             return bool(candidates)  # the source itself belongs to the restrained party
         for index in sorted(self._author_cases(obs, context, candidates)):
-            author = self._author(self._cases[index], obs, context)
+            author = self._author(self._cases[index], obs, context, describe=False)
             if author is not None and author.cls != "unknown":
                 return True
         return False
@@ -407,7 +407,13 @@ class Matcher:
             score=author.score,
         )
 
-    def _author(self, case: _Case, obs: Observation, author: _AuthorContext) -> _Author | None:
+    def _author(
+        self, case: _Case, obs: Observation, author: _AuthorContext, *, describe: bool = True
+    ) -> _Author | None:
+        """Who the author is for ``case``; None for the protected person, or when only
+        an account id is known and matches no one. ``describe=False`` (``involved``,
+        which asks only whether they are known or suspected): None for an unknown
+        author too, whose description would be thrown away."""
         if obs.posted_by is not None:
             return _posted_by_author(obs)
         if not obs.author_handle and not obs.author_display_name:
@@ -429,7 +435,7 @@ class Matcher:
                 return _Author("associate", f"associate `{shown}`")
             if key in case.protected_any:
                 return None  # the protected person's own account is never a suspect
-            if not is_email:
+            if not is_email and key in case.associates_any:
                 # A known associate writing elsewhere under the same name is that
                 # associate, not a look-alike of the restrained party.
                 for platform, handles in sorted(case.associates.items()):
@@ -442,7 +448,10 @@ class Matcher:
             now = f" (now `{obs.author_handle}`)" if obs.author_handle else ""
             label = "restrained account" if role == "restrained" else "associate"
             return _Author(role, f"{label} `{configured}`{now}")
-        return _suspect(case, obs, author) or _unknown_author(obs, author)
+        suspect = _suspect(case, obs, author)
+        if suspect is not None or not describe:
+            return suspect
+        return _unknown_author(obs, author)
 
 
 def _findings(matches: Iterable[_TextPattern]) -> _TextFindings:
