@@ -240,15 +240,17 @@ def synthetic_cases(count: int, rng: random.Random) -> list[CaseSettings]:
 def synthetic_stream(
     cases: list[CaseSettings], count: int, rng: random.Random, repeat: float = 0.0
 ) -> list[Observation]:
-    """``repeat``: the share of observations whose author is one already seen in the
-    stream (drawn from the earlier observations, so frequent authors get more)."""
+    """``repeat``: the share of unrelated observations whose author already wrote one
+    earlier in the stream (drawn from those, so frequent authors get more). Restrained
+    parties and their look-alikes stay 4 % of the stream whatever ``repeat`` is."""
     stream: list[Observation] = []
+    others: list[str] = []  # the unrelated authors so far, one entry per observation
     posted = datetime(2026, 5, 1, tzinfo=UTC)
     for index in range(count):
         words = [rng.choice(FILLER) for _ in range(rng.randint(10, 60))]
         author = f"user{rng.randint(0, 10**6)}"
-        if stream and rng.random() < repeat:
-            author = rng.choice(stream).author_handle or author
+        if others and rng.random() < repeat:
+            author = rng.choice(others)
         addressed: tuple[str, ...] = ()
         case = rng.choice(cases)
         roll = rng.random()
@@ -260,6 +262,8 @@ def synthetic_stream(
             author = case.restrained.handles["reddit"][0]
         elif roll < 0.04:
             author = case.restrained.handles["reddit"][0].replace("e", "3") + "_"
+        else:
+            others.append(author)
         stream.append(
             Observation(
                 platform="reddit",
