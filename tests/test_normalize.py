@@ -5,6 +5,8 @@ tricky inputs (confusables, fullwidth, marks) that must still take the general p
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,6 +58,8 @@ def test_every_ascii_character_normalises_as_the_general_path_does(code: int) ->
 @settings(max_examples=2000, deadline=None)
 @given(ASCII_TEXT)
 def test_ascii_fast_paths_equal_the_general_path(text: str) -> None:
+    # identity_handle's own fast path rests on this: on ASCII, NFKC + casefold is lower().
+    assert unicodedata.normalize("NFKC", text).casefold() == text.lower()
     assert normalize_text(text) == _normalize_text_unicode(text)
     assert normalize_handle(text) == _reference_handle(text)
 
