@@ -70,7 +70,8 @@ _MAX_CACHED_FILTERS = 256
 # Up to this many cases served, a watcher's authors are checked against each case
 # rather than through the index of every case.
 _FEW_CASES = 16
-# Authors whose indexed cases are remembered (``Matcher._author_cases``): a few MB.
+# Authors whose indexed cases are remembered (``Matcher._author_cases``): about 6 MB
+# when full, used only by watchers serving more than ``_FEW_CASES`` cases.
 _MAX_CACHED_AUTHORS = 16_384
 
 _KIND_WORDS: dict[str, str] = {
