@@ -65,7 +65,7 @@ class FuzzyIndex:
         self._by_length: dict[int, list[str]] = {}
         # (q, length) → q-gram → forms of that length containing it
         self._grams: dict[tuple[int, int], dict[str, list[str]]] = {}
-        # q-gram → forms containing it, of any length: the query's rarest are taken
+        # q-gram → how many forms of any length contain it: the query's rarest are taken
         self._frequency: dict[str, int] = {}
         self._plans: dict[tuple[int, float], list[_LengthPlan]] = {}
 
