@@ -64,6 +64,7 @@ class _Case:
     associates: dict[str, dict[str, str]]
     protected: dict[str, dict[str, str]]
     protected_any: frozenset[str]  # identity forms on every platform
+    associates_any: frozenset[str]  # identity forms of associates on every platform
     identifiers: tuple[_Identifier, ...]
     by_norm: dict[str, _Identifier]
     # look-alike form of each whole restrained address → the address as configured
@@ -113,13 +114,15 @@ def _identifiers(case: CaseSettings) -> tuple[_Identifier, ...]:
 def _build_case(settings: CaseSettings) -> _Case:
     identifiers = _identifiers(settings)
     protected = {p: _identity_map(p, h) for p, h in settings.protected.handles.items()}
+    associates = {p: _identity_map(p, h) for p, h in settings.restrained.associates.items()}
     return _Case(
         settings=settings,
         zone=settings.timezone,
         restrained={p: _identity_map(p, h) for p, h in settings.restrained.handles.items()},
-        associates={p: _identity_map(p, h) for p, h in settings.restrained.associates.items()},
+        associates=associates,
         protected=protected,
         protected_any=frozenset(key for handles in protected.values() for key in handles),
+        associates_any=frozenset(key for handles in associates.values() for key in handles),
         identifiers=identifiers,
         by_norm={ident.norm: ident for ident in identifiers},
         addresses={

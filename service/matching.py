@@ -19,9 +19,11 @@ only the cases it targets are examined further, so thousands of cases stay cheap
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 
 import ahocorasick
@@ -68,6 +70,9 @@ _MAX_CACHED_FILTERS = 256
 # Up to this many cases served, a watcher's authors are checked against each case
 # rather than through the index of every case.
 _FEW_CASES = 16
+# Authors whose indexed cases are remembered (``Matcher._author_cases``): about 6 MB
+# when full, used only by watchers serving more than ``_FEW_CASES`` cases.
+_MAX_CACHED_AUTHORS = 16_384
 
 _KIND_WORDS: dict[str, str] = {
     "post": "post",
@@ -130,10 +135,25 @@ def _author_index(cases: Sequence[_Case]) -> AuthorIndex:
     return index
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while the matcher is built. The build
+    allocates hundreds of thousands of objects for 10,000 cases and frees no cycle;
+    the collector, run every few hundred allocations, would walk the growing heap
+    (the cases' settings included) again and again, a third to half of the build."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class Matcher:
     """Recognises possible violations. Build once per configuration; ``match`` is
-    thread-safe (it reads what ``__init__`` built; its only cache is a dict of
-    immutable values, where a lost race costs a recomputation)."""
+    thread-safe (it reads what ``__init__`` built; its caches are dicts of immutable
+    values, where a lost race costs a recomputation)."""
 
     def __init__(
         self,
@@ -142,12 +162,14 @@ class Matcher:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._cases = [_build_case(case) for case in cases]
-        self._authors = _author_index(self._cases)
+        with _collector_paused():
+            self._cases = [_build_case(case) for case in cases]
+            self._authors = _author_index(self._cases)
+            self._automaton = self._build_automaton(cases)
         self._index_by_id = {case.id: i for i, case in enumerate(cases)}
         self._all_indexes = frozenset(range(len(cases)))
         self._filters: dict[tuple[str, ...], frozenset[int]] = {}
-        self._automaton = self._build_automaton(cases)
+        self._author_answers: dict[tuple[str, str | None, str | None, bool], frozenset[int]] = {}
         # (platform, identity form of a protected handle) → cases and handle as written
         self._addressees: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for index, case in enumerate(self._cases):
@@ -159,13 +181,16 @@ class Matcher:
     def _build_automaton(cases: Sequence[CaseSettings]) -> ahocorasick.Automaton | None:
         grouped: dict[str, list[_TextPattern]] = {}
         for index, case in enumerate(cases):
+            # Patterns of different cases differ by their case index: duplicates can
+            # only come from one case, and comparing within it keeps the build linear.
+            seen: set[tuple[str, _TextPattern]] = set()
             for norm, pattern in (
                 *_text_patterns(index, case),
                 *_restrained_patterns(index, case),
             ):
-                entries = grouped.setdefault(norm, [])
-                if pattern not in entries:
-                    entries.append(pattern)
+                if (norm, pattern) not in seen:
+                    seen.add((norm, pattern))
+                    grouped.setdefault(norm, []).append(pattern)
         if not grouped:
             return None
         automaton = ahocorasick.Automaton()
@@ -188,7 +213,10 @@ class Matcher:
         candidates = self._candidate_indexes(case_ids)
         if not candidates:
             return []
-        findings = self._scan_text(obs, candidates)
+        matches = self._text_matches(obs, candidates)
+        if not matches and not obs.addressed_to and obs.kind != "direct_message":
+            return []  # neither named, tagged nor addressed: no case has a target
+        findings = _findings(matches)
         context = _AuthorContext(obs, account_lookup)
         targets = self._targets(obs, candidates, findings, context)
         if not targets:
@@ -217,7 +245,7 @@ class Matcher:
         if obs.posted_by is not None:
             return bool(candidates)  # the source itself belongs to the restrained party
         for index in sorted(self._author_cases(obs, context, candidates)):
-            author = self._author(self._cases[index], obs, context)
+            author = self._author(self._cases[index], obs, context, describe=False)
             if author is not None and author.cls != "unknown":
                 return True
         return False
@@ -236,6 +264,19 @@ class Matcher:
         serving a few cases asks them all: cheaper than searching every case's index."""
         if len(candidates) <= _FEW_CASES:
             return set(candidates)
+        # Everything the index is asked depends on these alone; streams repeat their
+        # authors, so the answer is remembered (a bounded dict of immutable values).
+        key = (obs.platform, obs.author_handle, obs.author_display_name, bool(obs.author_id))
+        found = self._author_answers.get(key)
+        if found is None:
+            found = self._indexed_author_cases(obs, context)
+            if len(self._author_answers) >= _MAX_CACHED_AUTHORS:
+                self._author_answers.clear()
+            self._author_answers[key] = found
+        return set(found & candidates)
+
+    def _indexed_author_cases(self, obs: Observation, context: _AuthorContext) -> frozenset[int]:
+        """Every case whose author rules could find the author anything but unknown."""
         is_email = obs.platform == EMAIL_PLATFORM
         handle = obs.author_handle or ""
         key = _email_address(handle) if is_email else identity_handle(handle)
@@ -244,7 +285,7 @@ class Matcher:
         handle_norm, _display, display_norm = context.forms()
         address = normalize_handle(_email_address(handle)) if is_email and handle else ""
         found |= self._authors.lookalikes(handle_norm, display_norm, address)
-        return {index for index in found if index in candidates}
+        return frozenset(found)
 
     def _candidate_indexes(self, case_ids: CaseIds) -> frozenset[int]:
         if case_ids is None:
@@ -309,26 +350,12 @@ class Matcher:
             for index in sorted(reached):
                 yield index, _Target("contact", "to the protected person")
 
-    def _scan_text(self, obs: Observation, candidates: frozenset[int]) -> _TextFindings:
-        findings = _TextFindings()
-        for index, pattern in self._text_matches(obs, candidates):
-            if pattern.target == "restrained":
-                findings.restrained.setdefault(index, pattern.label)
-            elif pattern.target == "contact":
-                description = f"tagging protected account `{pattern.label}`"
-                findings.targets.append((index, _Target("contact", description)))
-            else:
-                description = f'names the protected person ("{pattern.label}")'
-                findings.targets.append((index, _Target("mention", description)))
-        return findings
-
-    def _text_matches(
-        self, obs: Observation, candidates: frozenset[int]
-    ) -> Iterable[tuple[int, _TextPattern]]:
+    def _text_matches(self, obs: Observation, candidates: frozenset[int]) -> list[_TextPattern]:
         """Whole-word matches of the automaton's patterns in the text, for the cases
         in ``candidates`` (a tag only on the platform where it reaches its account)."""
+        found: list[_TextPattern] = []
         if self._automaton is None or not obs.text:
-            return
+            return found
         text = normalize_text(obs.text)
         last = len(text) - 1
         for end, (length, entries) in self._automaton.iter(text):
@@ -342,7 +369,8 @@ class Matcher:
                     continue
                 if pattern.target == "contact" and pattern.platform != obs.platform:
                     continue
-                yield pattern.case_index, pattern
+                found.append(pattern)
+        return found
 
     # -- authors ----------------------------------------------------------------------
 
@@ -380,7 +408,13 @@ class Matcher:
             score=author.score,
         )
 
-    def _author(self, case: _Case, obs: Observation, author: _AuthorContext) -> _Author | None:
+    def _author(
+        self, case: _Case, obs: Observation, author: _AuthorContext, *, describe: bool = True
+    ) -> _Author | None:
+        """Who the author is for ``case``; None for the protected person, or when only
+        an account id is known and matches no one. ``describe=False`` (``involved``,
+        which asks only whether they are known or suspected): None for an unknown
+        author too, whose description would be thrown away."""
         if obs.posted_by is not None:
             return _posted_by_author(obs)
         if not obs.author_handle and not obs.author_display_name:
@@ -402,7 +436,7 @@ class Matcher:
                 return _Author("associate", f"associate `{shown}`")
             if key in case.protected_any:
                 return None  # the protected person's own account is never a suspect
-            if not is_email:
+            if not is_email and key in case.associates_any:
                 # A known associate writing elsewhere under the same name is that
                 # associate, not a look-alike of the restrained party.
                 for platform, handles in sorted(case.associates.items()):
@@ -415,7 +449,25 @@ class Matcher:
             now = f" (now `{obs.author_handle}`)" if obs.author_handle else ""
             label = "restrained account" if role == "restrained" else "associate"
             return _Author(role, f"{label} `{configured}`{now}")
-        return _suspect(case, obs, author) or _unknown_author(obs, author)
+        suspect = _suspect(case, obs, author)
+        if suspect is not None or not describe:
+            return suspect
+        return _unknown_author(obs, author)
+
+
+def _findings(matches: Iterable[_TextPattern]) -> _TextFindings:
+    findings = _TextFindings()
+    for pattern in matches:
+        index = pattern.case_index
+        if pattern.target == "restrained":
+            findings.restrained.setdefault(index, pattern.label)
+        elif pattern.target == "contact":
+            description = f"tagging protected account `{pattern.label}`"
+            findings.targets.append((index, _Target("contact", description)))
+        else:
+            description = f'names the protected person ("{pattern.label}")'
+            findings.targets.append((index, _Target("mention", description)))
+    return findings
 
 
 def _keep_stronger(found: dict[int, _Target], index: int, target: _Target) -> None:
