@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 # Execution option read by the SQLite "begin" hook: "IMMEDIATE" takes the write lock
 # at BEGIN, so that writers queue up instead of failing halfway through a transaction.
 SQLITE_BEGIN_OPTION = "nocontact_sqlite_begin"
+# Connection.info key: this connection's transaction holds the process's writer lock.
+_HOLDS_WRITERS = "nocontact_holds_writers"
 # Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
 _MIGRATION_LOCK_KEY = 0x6E6F636F6E74  # "nocont"
 _BUSY_TIMEOUT_MS = 10_000
@@ -155,12 +158,51 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         finally:
             cursor.close()
 
+    # SQLite has one writer at a time; a writer that finds the lock taken sleeps in its
+    # busy handler (1 ms, then longer, up to 100 ms a try) and is not woken when the lock
+    # is freed. The writers of this process queue on this lock instead and start the
+    # moment the previous one ends; other processes (replicas, the CLI) still meet
+    # busy_timeout.
+    writers = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         if mode not in ("DEFERRED", "IMMEDIATE"):
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE" and not connection.info.get(_HOLDS_WRITERS):
+            # Waited for no longer than SQLite would; past it, SQLite decides as before.
+            connection.info[_HOLDS_WRITERS] = writers.acquire(timeout=_BUSY_TIMEOUT_MS / 1000)
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            _release(connection, writers)
+            raise
+
+    # Released as the transaction ends, just before SQLAlchemy's COMMIT or ROLLBACK:
+    # a writer let in that instant waits in SQLite's busy handler for a millisecond or
+    # two, and commits and rollbacks stay SQLAlchemy's own (errors reported as ever).
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: Any) -> None:
+        _release(connection, writers)
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection: Any) -> None:
+        _release(connection, writers)
+
+    # A connection given back or thrown away while it holds the lock (it should not
+    # happen: every transaction ends in one of the events above) gives it back too.
+    @event.listens_for(engine.pool, "checkin")
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_pool_end(_dbapi_connection: Any, record: Any, *_exception: Any) -> None:
+        if record is not None:
+            _release(record, writers)
+
+
+def _release(holder: Any, writers: threading.Lock) -> None:
+    """``holder`` is a Connection or its pool record: both show the same ``info``."""
+    if holder.info.pop(_HOLDS_WRITERS, False):
+        writers.release()
 
 
 def writer(engine: Engine) -> Engine:
