@@ -104,13 +104,13 @@ def main() -> None:
     bare = [baseline() for _ in range(args.runs)]
     bare_s = min(s for s, _ in bare)
     bare_kib = min(k for _, k in bare)
-    print(f"bare python -c pass:                   {bare_s:6.2f} s, {bare_kib / 1024:6.1f} MB RSS")
+    print(f"{'bare python -c pass:':<48} {bare_s:6.2f} s, {bare_kib / 1024:6.1f} MB RSS")
     for new_store, label in ((False, "existing store"), (True, "new store (migrations)")):
         runs = [service_once(args.idle, new_store=new_store) for _ in range(args.runs)]
         first = min(s for s, _ in runs)
         idle_kib = min(k for _, k in runs)
         print(
-            f"nocontact run, one feed, {label + ':':<23} {first:6.2f} s to first poll, "
+            f"{'nocontact run, one feed, ' + label + ':':<48} {first:6.2f} s to first poll, "
             f"{idle_kib / 1024:6.1f} MB idle RSS; "
             f"ratio: start {first / bare_s:.1f}×, memory {idle_kib / bare_kib:.1f}× the bare run"
         )
