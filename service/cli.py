@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from service import __version__
 from service.config import ConfigError, LoadedConfig, load_config
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from service.marks import MarkKind
 
 P = ParamSpec("P")
@@ -40,8 +40,20 @@ class CliState:
     def __init__(self, debug: bool, log_format: str) -> None:
         self.debug = debug
         self.log_format = log_format
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # Made on first use: the running service prints nothing through them and so never
+    # loads rich (#15).
+    @functools.cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_RUNTIME) -> NoReturn:
@@ -447,6 +459,8 @@ def _mark(config_path: Path, given: str, kind: MarkKind, reason: str, by: str | 
 def status(config_path: Path, health: bool, stale_after: str) -> None:
     """Is the service running, recent violations per case, each watcher's last poll
     and errors, and the backlog of alerts."""
+    from rich.table import Table
+
     from service.cli_views import duration_text, watcher_state_text, when_utc
     from service.health import check_health, recent_violations, service_line
     from service.store import Store

@@ -2,7 +2,9 @@
 
 SQLite (one file, private to its owner) and PostgreSQL (through psycopg 3) are
 supported. ``migrate()`` brings the schema to the newest Alembic revision and is
-called on every start, possibly by several replicas at once.
+called on every start, possibly by several replicas at once. Alembic (with Mako and
+every dialect's DDL support) is imported only when the store is not at that revision:
+the usual start reads ``alembic_version`` with one plain query (#15).
 """
 
 from __future__ import annotations
@@ -11,34 +13,39 @@ import contextlib
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from watchers.toolkit.redact import Redactor, hide_password
 from watchers.toolkit.text import first_line
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 # Execution option read by the SQLite "begin" hook: "IMMEDIATE" takes the write lock
 # at BEGIN, so that writers queue up instead of failing halfway through a transaction.
 SQLITE_BEGIN_OPTION = "nocontact_sqlite_begin"
+# Connection.info key: this connection's transaction holds the process's writer lock.
+_HOLDS_WRITERS = "nocontact_holds_writers"
 # Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
 _MIGRATION_LOCK_KEY = 0x6E6F636F6E74  # "nocont"
 _BUSY_TIMEOUT_MS = 10_000
+# The newest revision in service/migrations/versions, so that a start on a store already
+# there needs no Alembic. tests/test_migrations.py checks it is Alembic's script head:
+# a new migration fails that test until this names it.
+HEAD_REVISION = "0008"
+_VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 
 
 class StoreError(Exception):
@@ -151,12 +158,51 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         finally:
             cursor.close()
 
+    # SQLite has one writer at a time; a writer that finds the lock taken sleeps in its
+    # busy handler (1 ms, then longer, up to 100 ms a try) and is not woken when the lock
+    # is freed. The writers of this process queue on this lock instead and start the
+    # moment the previous one ends; other processes (replicas, the CLI) still meet
+    # busy_timeout.
+    writers = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         if mode not in ("DEFERRED", "IMMEDIATE"):
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE" and not connection.info.get(_HOLDS_WRITERS):
+            # Waited for no longer than SQLite would; past it, SQLite decides as before.
+            connection.info[_HOLDS_WRITERS] = writers.acquire(timeout=_BUSY_TIMEOUT_MS / 1000)
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            _release(connection, writers)
+            raise
+
+    # Released as the transaction ends, just before SQLAlchemy's COMMIT or ROLLBACK:
+    # a writer let in that instant waits in SQLite's busy handler for a millisecond or
+    # two, and commits and rollbacks stay SQLAlchemy's own (errors reported as ever).
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: Any) -> None:
+        _release(connection, writers)
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection: Any) -> None:
+        _release(connection, writers)
+
+    # A connection given back or thrown away while it holds the lock (it should not
+    # happen: every transaction ends in one of the events above) gives it back too.
+    @event.listens_for(engine.pool, "checkin")
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_pool_end(_dbapi_connection: Any, record: Any, *_exception: Any) -> None:
+        if record is not None:
+            _release(record, writers)
+
+
+def _release(holder: Any, writers: threading.Lock) -> None:
+    """``holder`` is a Connection or its pool record: both show the same ``info``."""
+    if holder.info.pop(_HOLDS_WRITERS, False):
+        writers.release()
 
 
 def writer(engine: Engine) -> Engine:
@@ -199,6 +245,8 @@ def _script_location() -> Iterator[Path]:
 def alembic_config() -> Config:
     """Alembic configuration without an ``alembic.ini``; the caller sets
     ``attributes["connection"]`` before running a command."""
+    from alembic.config import Config
+
     return Config()
 
 
@@ -208,9 +256,30 @@ def _sqlite_locked(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
+def at_head(engine: Engine) -> bool:
+    """Whether the store's schema is at ``HEAD_REVISION``, read with plain SQL. Any
+    doubt (no ``alembic_version`` table yet, a locked or unreachable database, another
+    revision) answers False, and ``migrate`` then takes Alembic's way, which reports
+    errors as before."""
+    try:
+        with engine.connect() as connection:
+            # Asked first, so that a new store costs PostgreSQL no error in its log.
+            if not inspect(connection).has_table(_VERSION_TABLE):
+                return False
+            rows = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).all()  # noqa: S608 - a constant
+    except (SQLAlchemyError, OSError):
+        return False
+    return [tuple(row) for row in rows] == [(HEAD_REVISION,)]
+
+
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to the newest revision. Safe on every start and from several
     processes at once: they take turns and all but the first find nothing to do."""
+    if at_head(engine):
+        return  # the usual start: nothing to do, and no Alembic to import
+    from alembic.util.exc import CommandError
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
     retrying = Retrying(
         retry=retry_if_exception(_sqlite_locked),
         wait=wait_random_exponential(multiplier=0.05, max=1),
@@ -233,6 +302,10 @@ def migrate(engine: Engine) -> None:
 
 
 def _migrate_once(engine: Engine) -> None:
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     config = alembic_config()
     with _script_location() as location, writer(engine).begin() as connection:
         config.set_main_option("script_location", str(location))

@@ -11,8 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.db import StoreError
@@ -21,10 +19,16 @@ from service.models import OutboxAlert
 
 def dialect_insert(session: Session, table: Table) -> Any:
     """An INSERT that supports ``on_conflict_do_*`` on the session's backend."""
+    # Each dialect's module is imported here, by the backend in use: the other one's
+    # (PostgreSQL's is large) stays unloaded (#15).
     name = session.get_bind().dialect.name
     if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         return pg_insert(table)
     if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         return sqlite_insert(table)
     raise StoreError(f"unsupported database backend {name!r}: use sqlite or postgresql")
 

@@ -38,7 +38,6 @@ from service.pipeline import Pipeline, PollOutcome
 from service.planner import AlertPlanner
 from service.recheck import Change, Rechecker
 from service.store import Store
-from service.timestamping import stamp_now
 from watchers.base import Watcher
 
 log = logging.getLogger(__name__)
@@ -172,6 +171,10 @@ class Service:
         next round, and never stops capture)."""
         if self.timestamping is None:
             return
+        # Here, not at the top: the RFC 3161 stack (cryptography) is loaded only when a
+        # config asks for timestamps (#15).
+        from service.timestamping import stamp_now
+
         try:
             stamp_now(self.sessions, self.timestamping, clock=self.clock, force=False)
         except Exception:  # stamping is a bonus on top of capture: never let it stop a run

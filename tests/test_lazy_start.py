@@ -41,6 +41,10 @@ def rss_only_config(tmp_path: Path) -> Path:
 
 
 def imported_by(*args: str, cwd: Path) -> set[str]:
+    return {name.split(".")[0] for name in modules_imported_by(*args, cwd=cwd)}
+
+
+def modules_imported_by(*args: str, cwd: Path) -> set[str]:
     done = subprocess.run(  # noqa: S603  # our own interpreter and module
         [sys.executable, "-X", "importtime", "-m", "service", *args],
         cwd=cwd,
@@ -50,7 +54,7 @@ def imported_by(*args: str, cwd: Path) -> set[str]:
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return {name.split(".")[0] for name in _IMPORTED.findall(done.stderr)}
+    return set(_IMPORTED.findall(done.stderr))
 
 
 @pytest.mark.parametrize(
@@ -85,3 +89,19 @@ def test_a_reddit_watcher_loads_praw_when_the_service_runs(tmp_path: Path) -> No
 
     assert "praw" in modules
     assert "tweepy" not in modules
+
+
+def test_a_start_on_an_existing_store_loads_no_migration_timestamping_or_cli_extras(
+    tmp_path: Path,
+) -> None:
+    config = rss_only_config(tmp_path)
+    modules_imported_by("db", "upgrade", "-c", str(config), cwd=tmp_path)  # the first start
+
+    modules = modules_imported_by("run", "--once", "-c", str(config), cwd=tmp_path)
+
+    assert "sqlalchemy.orm" in modules  # the report names what was imported
+    # pygments: httpx's own command line, which would load it with rich.
+    unwanted = {"alembic", "mako", "cryptography", "rfc3161_client", "pygments", "apprise"}
+    assert sorted({name.split(".")[0] for name in modules} & unwanted) == []
+    # Only the dialect in use: PostgreSQL's is not needed for a SQLite store.
+    assert "sqlalchemy.dialects.postgresql" not in modules

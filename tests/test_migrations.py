@@ -13,7 +13,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, select, text
 
-from service.db import StoreError, alembic_config, make_engine, migrate, writer
+from service.db import (
+    HEAD_REVISION,
+    StoreError,
+    alembic_config,
+    at_head,
+    make_engine,
+    migrate,
+    writer,
+)
 from service.evidence import GENESIS_CHAIN
 from service.models import Base, ChainHead
 
@@ -119,6 +127,24 @@ def test_a_schema_from_a_newer_version_is_refused_clearly(engine: Engine) -> Non
     with pytest.raises(StoreError, match=r"schema is unknown to this version .*'0099'"):
         migrate(engine)
     assert _revision(engine) == "0099"
+
+
+def test_the_head_the_start_compares_with_is_alembics_head() -> None:
+    # A new migration must update service.db.HEAD_REVISION, or starts would skip it.
+    assert HEAD_REVISION == HEAD
+
+
+def test_at_head_only_for_a_store_at_the_newest_revision(database_url: str, tmp_path: Path) -> None:
+    engine = make_engine(database_url, tmp_path)
+    try:
+        assert not at_head(engine)  # a new store: no alembic_version table yet
+        migrate(engine)
+        assert at_head(engine)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        assert not at_head(engine)
+    finally:
+        engine.dispose()
 
 
 def test_head_is_past_the_first_revision() -> None:

@@ -3,6 +3,7 @@ a URL check whose errors never repeat the URL (it may carry a token)."""
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
@@ -15,13 +16,19 @@ from watchers.toolkit.http import Limits
 MIB = 1024 * 1024
 
 
+@functools.cache
+def _release() -> str:
+    # Read once per process: each lookup parses the installed package's metadata
+    # (about 1 ms), and a clinic's config validates hundreds of watchers (#15).
+    try:
+        return version("nocontact")
+    except PackageNotFoundError:
+        return "0"
+
+
 def default_user_agent(purpose: str) -> str:
     """``nocontact/<version> (+<purpose>)``: says who asks, and why."""
-    try:
-        release = version("nocontact")
-    except PackageNotFoundError:
-        release = "0"
-    return f"nocontact/{release} (+{purpose})"
+    return f"nocontact/{_release()} (+{purpose})"
 
 
 def check_http_url(value: str, expected: str = "an http:// or https:// URL") -> str:

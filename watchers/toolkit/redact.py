@@ -270,7 +270,10 @@ class Redactor:
         exact = self._exact_pattern()
         if exact is not None:
             text = exact.sub(MASK, text)
-        notify_url = _notify_url() if self._apprise_urls else None
+        # Only a text with "://" can hold what the pattern masks: asking first spares
+        # the service Apprise's import (its metadata builds the pattern) until a log
+        # line holds a URL at all, often never (#15).
+        notify_url = _notify_url() if self._apprise_urls and "://" in text else None
         if notify_url is not None:
             text = notify_url.sub(rf"\g<1>{MASK}", text)
         if self._mask_urls:
