@@ -92,7 +92,6 @@ class Service:
         self.store.sync_cases(self.settings.cases, clock())
         self._enable_watchers_again()
         self.pipeline = Pipeline(self.settings, self.store, clock=clock)
-        self.dispatcher = AlertDispatcher(self.settings, self.sessions)
         self.timestamping = self.settings.evidence.timestamping
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = AlertDispatcher(self.settings, self.sessions, instance=self.instance)
