@@ -143,7 +143,9 @@ def _append(line: list[Frag], word: list[Frag], spaced: bool) -> None:
     for index, (text, font, colour) in enumerate(word):
         if index == 0 and spaced:
             text = " " + text
-        if line and line[-1][1] == font and line[-1][2] == colour:
+        # Colours are compared by identity: Color.__eq__ is slow, and the block only
+        # uses the module's BLACK and MARK.
+        if line and line[-1][1] == font and line[-1][2] is colour:
             last = line[-1]
             line[-1] = (last[0] + text, font, colour)
         else:
@@ -263,7 +265,7 @@ class TextBlock(Flowable):
             for chunk, font, colour in line:
                 if state is None or state[0] != font:
                     text.setFont(font, look.size, look.leading)
-                if state is None or state[1] != colour:
+                if state is None or state[1] is not colour:
                     text.setFillColor(colour)
                 state = (font, colour)
                 text.textOut(chunk)
