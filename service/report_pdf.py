@@ -17,7 +17,9 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFStream, PDFZCompress
 from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
     PageBreak,
@@ -188,6 +190,21 @@ def _fields(style: ParagraphStyle, pairs: Iterable[tuple[str, str | None]]) -> P
     )
 
 
+class _PackedCanvas(Canvas):
+    """Compresses each page as it is finished. reportlab keeps every page's content
+    until the file is saved; compressed, a page of text takes about a quarter of the
+    memory. The bytes are those reportlab itself would write at save."""
+
+    def showPage(self) -> None:
+        super().showPage()
+        page = getattr(self, "_doc").Pages.pages[-1]  # noqa: B009 (untyped in the stubs)
+        if page.stream and page.compression:
+            filters = PDFDictionary({"Filter": PDFArray([PDFName(PDFZCompress.pdfname)])})
+            page.Contents = PDFStream(filters, PDFZCompress.encode(page.stream))
+            page.Contents.__Comment__ = "page stream"
+            page.stream = None
+
+
 class _LazyDoc(SimpleDocTemplate):
     """A document whose story is topped up from an iterator as reportlab consumes it,
     so that only a few violations' flowables exist at any time."""
@@ -346,7 +363,8 @@ class PdfReport:
         self.frame_height = doc.height
         doc._source = story(doc.width)
         doc._story.append(next(doc._source))
-        doc.build(doc._story, onFirstPage=self._footer, onLaterPages=self._footer)
+        doc.build(doc._story, onFirstPage=self._footer, onLaterPages=self._footer,
+                  canvasmaker=_PackedCanvas)  # fmt: skip
 
     def _footer(self, canvas: Any, doc: Any) -> None:
         canvas.saveState()
