@@ -30,6 +30,11 @@ _SPACES = re.compile(
     "[\t\n\x0b\x0c\r\x1c-\x1f \x85\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000]+"
 )
 
+# Any separator but a single space: such a line goes through the word splitter.
+_UNUSUAL = re.compile(
+    "[\t\n\x0b\x0c\r\x1c-\x1f\x85\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000]|  "
+)
+
 Frag = tuple[str, str, colors.Color]  # text, font name, colour
 Line = tuple[Frag, ...]
 
@@ -76,16 +81,43 @@ def wrap_lines(hard_lines: Iterable[Sequence[Frag]], look: Look, width: float) -
     room = width - look.indent
     out: list[Line] = []
     for frags in hard_lines:
+        # Most lines fit and are spaced normally: measured whole, a few fragments
+        # instead of every word.
+        line = _as_is(frags)
+        if line is not None and _width(line, look.size) <= room:
+            out.append(tuple(line))
+            continue
         words = _words(frags)
-        line: list[Frag] = []
+        line = []
         for index, word in enumerate(words):
             _append(line, word, index > 0)
-        # Most lines fit: measured whole, a few fragments instead of every word.
-        if sum(stringWidth(text, font, look.size) for text, font, _ in line) <= room:
+        if _width(line, look.size) <= room:
             out.append(tuple(line))
         else:
             out.extend(_wrap(words, look.size, room))
     return out
+
+
+def _width(line: Sequence[Frag], size: float) -> float:
+    return sum(stringWidth(text, font, size) for text, font, _ in line)
+
+
+def _as_is(frags: Sequence[Frag]) -> list[Frag] | None:
+    """The fragments, merged, when the separators between their words are single
+    spaces (what Paragraph would make of them anyway); None when they need work."""
+    line: list[Frag] = []
+    spaced = True  # at the start of the line, a space would be dropped
+    for text, font, colour in frags:
+        if not text:
+            continue
+        if (spaced and text[0] == " ") or _UNUSUAL.search(text):
+            return None
+        spaced = text[-1] == " "
+        if line and line[-1][1] == font and line[-1][2] is colour:
+            line[-1] = (line[-1][0] + text, font, colour)
+        else:
+            line.append((text, font, colour))
+    return None if spaced and line else line
 
 
 def _words(frags: Sequence[Frag]) -> list[list[Frag]]:
