@@ -558,7 +558,7 @@ def _write_files(
 
         try:
             html_report.begin()
-            PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
+            PdfReport(cover, summary).build(pdf_out, fan_out(), appendix, scratch=out_dir)
             html_report.end(appendix())
         finally:
             raw_writer.close()

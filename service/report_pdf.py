@@ -17,9 +17,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFName, PDFStream, PDFZCompress
 from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
     PageBreak,
@@ -50,6 +48,7 @@ from service.report_judge import (
     pdf_log,
 )
 from service.report_pdf_block import BLACK, MARK, Box, Frag, Look, TextBlock
+from service.report_pdf_file import PackedCanvas
 from service.report_sections import (
     pdf_coverage,
     pdf_timestamps,
@@ -190,21 +189,6 @@ def _fields(style: ParagraphStyle, pairs: Iterable[tuple[str, str | None]]) -> P
     )
 
 
-class _PackedCanvas(Canvas):
-    """Compresses each page as it is finished. reportlab keeps every page's content
-    until the file is saved; compressed, a page of text takes about a quarter of the
-    memory. The bytes are those reportlab itself would write at save."""
-
-    def showPage(self) -> None:
-        super().showPage()
-        page = getattr(self, "_doc").Pages.pages[-1]  # noqa: B009 (untyped in the stubs)
-        if page.stream and page.compression:
-            filters = PDFDictionary({"Filter": PDFArray([PDFName(PDFZCompress.pdfname)])})
-            page.Contents = PDFStream(filters, PDFZCompress.encode(page.stream))
-            page.Contents.__Comment__ = "page stream"
-            page.stream = None
-
-
 class _LazyDoc(SimpleDocTemplate):
     """A document whose story is topped up from an iterator as reportlab consumes it,
     so that only a few violations' flowables exist at any time."""
@@ -331,7 +315,10 @@ class PdfReport:
         out: IO[bytes],
         entries: Iterable[ViolationEntry],
         appendix: Callable[[], Iterable[ViolationEntry]] | None = None,
+        scratch: Path | None = None,
     ) -> None:
+        """Write the report to ``out``; finished pages wait in an unlinked file in
+        ``scratch`` (``report_pdf_file``)."""
         facts, st = self.cover.facts, self.styles
 
         def story(width: float) -> Iterator[Flowable]:
@@ -364,7 +351,7 @@ class PdfReport:
         doc._source = story(doc.width)
         doc._story.append(next(doc._source))
         doc.build(doc._story, onFirstPage=self._footer, onLaterPages=self._footer,
-                  canvasmaker=_PackedCanvas)  # fmt: skip
+                  canvasmaker=functools.partial(PackedCanvas, scratch=scratch))  # fmt: skip
 
     def _footer(self, canvas: Any, doc: Any) -> None:
         canvas.saveState()
