@@ -19,9 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue
 import shutil
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -362,51 +360,25 @@ class _JsonWriter:
 
 
 class _RawWriter:
-    """Raw payloads (and e-mail provenance records), written by a helper thread:
-    creating thousands of small files is mostly file-system work that overlaps the
-    PDF's layout. The queue is bounded, so memory stays bounded too."""
-
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.written: list[str] = []
         self._seen: set[int] = set()
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="export-raw", daemon=True)
-        self._thread.start()
 
     def add(self, entry: ViolationEntry) -> None:
         for item in entry.evidence:
             if item.seq in self._seen:
                 continue  # one item can belong to several violations of a case
             self._seen.add(item.seq)
-            self._put(item.raw_file, item.raw or b"")
+            with _open_private(self.out_dir / item.raw_file) as handle:
+                handle.write(item.raw or b"")
+            self.written.append(item.raw_file)
             if item.provenance:
                 # An e-mail's DKIM record beside its .eml: re-checkable with the key used.
-                record = json.dumps(item.provenance, indent=2).encode("utf-8") + b"\n"
-                self._put(provenance_file_name(item.raw_file), record)
-
-    def _put(self, name: str, data: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((name, data))
-        self.written.append(name)
-
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    with _open_private(self.out_dir / job[0]) as handle:
-                        handle.write(job[1])
-                except OSError as err:
-                    self._error = err
-
-    def close(self) -> None:
-        """Wait for the last file; raise the first error the thread met."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+                name = provenance_file_name(item.raw_file)
+                with _open_private(self.out_dir / name) as handle:
+                    handle.write(json.dumps(item.provenance, indent=2).encode("utf-8") + b"\n")
+                self.written.append(name)
 
 
 # --------------------------------------------------------------------------- export
@@ -556,12 +528,9 @@ def _write_files(
             )
             return (e for e in entries if not e.in_order_period)
 
-        try:
-            html_report.begin()
-            PdfReport(cover, summary).build(pdf_out, fan_out(), appendix, scratch=out_dir)
-            html_report.end(appendix())
-        finally:
-            raw_writer.close()
+        html_report.begin()
+        PdfReport(cover, summary).build(pdf_out, fan_out(), appendix, scratch=out_dir)
+        html_report.end(appendix())
         links = chain.iter_links(session, packet.last_seq)
         links_ok = json_writer.finish(links, packet.last_seq, packet.records)
     return counts, raw_writer.written, links_ok
