@@ -5,15 +5,14 @@ for two counts (default 1,000 and 10,000) so that growth with the count shows.
 
 Each run (the dump or the export, at each count) is its own child process over a store
 populated beforehand, so that its wall time and peak RSS are its own: the child reports
-its resident memory before the work (interpreter and imports) and its peak
-(``getrusage``). Prints both, the growth from the smallest count to the largest, and the
-ratios to the dump measured in the same run (the machine's load affects both sides).
+its resident memory before the work (interpreter and imports) and its peak (VmHWM).
+Prints both, the growth from the smallest count to the largest, and the ratios to the
+dump measured in the same run (the machine's load affects both sides).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -126,9 +125,11 @@ def bare_dump(sessions: sessionmaker[Session], out: Path) -> None:
     out.write_text(json.dumps(data), encoding="utf-8")
 
 
-def _rss_mib() -> float:
+def _status_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of this process, in MiB. Not
+    getrusage's ru_maxrss: on Linux that keeps the parent's peak across fork and exec."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -140,7 +141,7 @@ def child(kind: str, folder: str) -> None:
     if kind == "export":
         # The report stack is imported by the export on first use: count it in.
         import service.report_pdf  # noqa: F401
-    before = _rss_mib()
+    before = _status_mib("VmRSS")
     began = time.perf_counter()
     if kind == "export":
         result = export_case(sessions, case_settings(), root / "packet", now=datetime.now(UTC))
@@ -148,7 +149,7 @@ def child(kind: str, folder: str) -> None:
     else:
         bare_dump(sessions, root / "bare.json")
     seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     print(json.dumps({"seconds": seconds, "before": before, "peak": peak}))
 
 
