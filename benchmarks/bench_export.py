@@ -1,20 +1,22 @@
-"""Export benchmark: a packet of N violations (default 10,000) against a bare JSON dump
-of the same rows, measured in the same run so the ratios hold on a noisy machine.
+"""Export benchmark: a packet of N violations against a bare JSON dump of the same rows,
+for two counts (default 1,000 and 10,000) so that growth with the count shows.
 
-    .venv/bin/python -m benchmarks.bench_export [N]
+    .venv/bin/python -m benchmarks.bench_export [N ...]
 
-Prints wall time and peak Python memory (tracemalloc) of both, and their ratios. Time
-and memory are measured in separate runs, since tracemalloc slows the code it watches.
+Each run (the dump or the export, at each count) is its own child process over a store
+populated beforehand, so that its wall time and peak RSS are its own: the child reports
+its resident memory before the work (interpreter and imports) and its peak (VmHWM).
+Prints both, the growth from the smallest count to the largest, and the ratios to the
+dump measured in the same run (the machine's load affects both sides).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,51 +125,73 @@ def bare_dump(sessions: sessionmaker[Session], out: Path) -> None:
     out.write_text(json.dumps(data), encoding="utf-8")
 
 
-def measure(work: Callable[[], None], *, memory: bool) -> float:
-    if not memory:
-        began = time.perf_counter()
-        work()
-        return time.perf_counter() - began
-    tracemalloc.start()
-    try:
-        work()
-        return float(tracemalloc.get_traced_memory()[1])
-    finally:
-        tracemalloc.stop()
+def _status_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of this process, in MiB. Not
+    getrusage's ru_maxrss: on Linux that keeps the parent's peak across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child(kind: str, folder: str) -> None:
+    """One measured run in this (fresh) process; prints its figures as JSON."""
+    root = Path(folder)
+    _, sessions = sqlite_sessions(root)
+    if kind == "export":
+        # The report stack is imported by the export on first use: count it in.
+        import service.report_pdf  # noqa: F401
+    before = _status_mib("VmRSS")
+    began = time.perf_counter()
+    if kind == "export":
+        result = export_case(sessions, case_settings(), root / "packet", now=datetime.now(UTC))
+        assert result.violations > 0
+    else:
+        bare_dump(sessions, root / "bare.json")
+    seconds = time.perf_counter() - began
+    peak = _status_mib("VmHWM")
+    print(json.dumps({"seconds": seconds, "before": before, "peak": peak}))
+
+
+def _run(kind: str, folder: Path) -> dict[str, float]:
+    out = subprocess.run(  # noqa: S603 (this same script, our own arguments)
+        [sys.executable, "-m", "benchmarks.bench_export", "--child", kind, str(folder)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    figures: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    return figures
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        _, sessions = sqlite_sessions(root)
-        populate_bulk(sessions, count)
-        runs = iter(range(100))
-        last = {"done": 0}
-
-        def progress(done: int, total: int) -> None:
-            last["done"] = done
-
-        def export() -> None:
-            out = root / f"packet-{next(runs)}"
-            export_case(sessions, case_settings(), out, now=datetime.now(UTC),
-                        progress=progress)  # fmt: skip
-
-        def baseline() -> None:
-            bare_dump(sessions, root / f"bare-{next(runs)}.json")
-
-        base_time = measure(baseline, memory=False)
-        export_time = measure(export, memory=False)
-        assert last["done"] == count
-        base_peak = measure(baseline, memory=True)
-        export_peak = measure(export, memory=True)
-    print(f"violations: {count}")
-    print(f"bare JSON dump: {base_time:8.2f} s  peak {base_peak / 2**20:8.1f} MiB")
-    print(f"export packet : {export_time:8.2f} s  peak {export_peak / 2**20:8.1f} MiB")
-    print(
-        f"ratio export/bare: time {export_time / base_time:.1f}x, "
-        f"peak memory {export_peak / base_peak:.2f}x"
-    )
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3])
+        return
+    counts = [int(arg) for arg in sys.argv[1:]] or [1_000, 10_000]
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    for count in counts:
+        with tempfile.TemporaryDirectory() as folder:
+            _, sessions = sqlite_sessions(Path(folder))
+            populate_bulk(sessions, count)
+            results[count] = {kind: _run(kind, Path(folder)) for kind in ("bare", "export")}
+    print("violations | bare dump: s, peak RSS (of it before work) | export: s, peak RSS | "
+          "ratio export/bare: time, peak")  # fmt: skip
+    for count, runs in results.items():
+        bare, export = runs["bare"], runs["export"]
+        print(
+            f"{count:10d} | {bare['seconds']:6.2f} s {bare['peak']:6.1f} MiB "
+            f"({bare['before']:5.1f}) | {export['seconds']:6.2f} s {export['peak']:6.1f} MiB "
+            f"({export['before']:5.1f}) | {export['seconds'] / bare['seconds']:5.1f}x "
+            f"{export['peak'] / bare['peak']:5.2f}x"
+        )
+    if len(counts) > 1:
+        low, high = results[counts[0]], results[counts[-1]]
+        factor = counts[-1] / counts[0]
+        for kind in ("bare", "export"):
+            growth = high[kind]["peak"] - low[kind]["peak"]
+            per = growth / (counts[-1] - counts[0]) * 1000
+            slower = high[kind]["seconds"] / low[kind]["seconds"]
+            print(f"{kind}: {factor:.0f}x the violations -> peak RSS {growth:+.1f} MiB "
+                  f"({per:.2f} MiB per 1,000), time {slower:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

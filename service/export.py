@@ -529,7 +529,7 @@ def _write_files(
             return (e for e in entries if not e.in_order_period)
 
         html_report.begin()
-        PdfReport(cover, summary).build(pdf_out, fan_out(), appendix)
+        PdfReport(cover, summary).build(pdf_out, fan_out(), appendix, scratch=out_dir)
         html_report.end(appendix())
         links = chain.iter_links(session, packet.last_seq)
         links_ok = json_writer.finish(links, packet.last_seq, packet.records)

@@ -174,6 +174,22 @@ def pdf_text(text: str | None) -> str:
     return "".join(parts)
 
 
+def pdf_lines(text: str | None) -> list[list[tuple[str, bool]]]:
+    """Platform text as plain lines of (piece, is_mark) for the PDF's own text blocks:
+    the same visible marks as ``pdf_text``; nothing is parsed, so nothing to escape."""
+    if text is None:
+        return [[("—", False)]]
+    lines: list[list[tuple[str, bool]]] = [[]]
+    for piece, control in split_controls(text):
+        if control:
+            lines[-1].append((piece, True))
+            continue
+        first, *more = piece.split("\n")
+        lines[-1].append((first, False))
+        lines.extend([(part, False)] for part in more)
+    return lines
+
+
 def local_time(value: datetime | None, zone: ZoneInfo) -> str:
     if value is None:
         return "—"

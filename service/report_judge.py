@@ -13,18 +13,19 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
-from reportlab.lib import colors
 from reportlab.lib.styles import ParagraphStyle
-from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
+from reportlab.platypus import Flowable, Paragraph
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.models import Evidence, Violation, ViolationEvidence
 from service.packet_timestamps import TokenInfo
+from service.report_pdf_block import Look
+from service.report_pdf_table import LogTable, Pieces
 from watchers.toolkit.text import one_line
 
 APPENDIX = "Appendix A: recorded outside the order period"
@@ -107,6 +108,7 @@ def build_log(session: Session, case_id: str, zone: ZoneInfo) -> ViolationLog:
 
 
 _HEAD = ("No.", "Local date and time", "Platform", "Account", "Kind", "Excerpt")
+_WIDTHS = (28.0, 78.0, 50.0, 70.0, 78.0, None)  # the excerpt takes the rest
 
 
 def html_log(log: ViolationLog, zone_name: str, text: object) -> str:
@@ -139,11 +141,13 @@ def html_log(log: ViolationLog, zone_name: str, text: object) -> str:
 
 
 def pdf_log(
-    log: ViolationLog, zone_name: str, text: object, styles: tuple[ParagraphStyle, ...]
+    log: ViolationLog,
+    zone_name: str,
+    text: Callable[[str], list[Pieces]],
+    styles: tuple[ParagraphStyle, ...],
 ) -> Iterator[Flowable]:
-    """``styles`` = (heading, body, cell); ``text`` is report.pdf_text."""
+    """``styles`` = (heading, body, cell); ``text`` is report.pdf_lines (marks controls)."""
     heading, body, cell = styles
-    escape = text if callable(text) else xml_escape
     yield Paragraph("Violation log", heading)
     yield Paragraph(
         f"{len(log.rows)} violations within the order period, oldest first; times in "
@@ -153,22 +157,8 @@ def pdf_log(
     if not log.rows:
         yield Paragraph("No violations within the order period.", body)
     else:
-        data = [[Paragraph(h, cell) for h in _HEAD]] + [
-            [Paragraph(escape(v) or "&nbsp;", cell)
-             for v in (r.label, r.when, r.platform, r.account, r.kind, r.excerpt)]
-            for r in log.rows
-        ]  # fmt: skip
-        table = Table(data, colWidths=[28, 78, 50, 70, 78, None], repeatRows=1)
-        table.setStyle(
-            TableStyle(
-                [
-                    ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#999999")),
-                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ]
-            )
-        )
-        yield table
+        rows = [(r.label, r.when, r.platform, r.account, r.kind, r.excerpt) for r in log.rows]
+        yield LogTable(_HEAD, rows, _WIDTHS, Look.of(cell), text)
     if log.appendix:
         yield Paragraph(
             f"{len(log.appendix)} more items outside the order period are in Appendix A.", body

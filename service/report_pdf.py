@@ -20,7 +20,6 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import (
     Flowable,
-    KeepTogether,
     PageBreak,
     Paragraph,
     SimpleDocTemplate,
@@ -38,6 +37,7 @@ from service.report import (
     _violation_fields,
     _violation_title,
     dismissed_line,
+    pdf_lines,
     pdf_text,
     utc_time,
 )
@@ -47,19 +47,16 @@ from service.report_judge import (
     pdf_closing,
     pdf_log,
 )
+from service.report_pdf_block import BLACK, MARK, Box, Frag, Look, TextBlock
+from service.report_pdf_file import PackedCanvas
 from service.report_sections import (
     pdf_coverage,
-    pdf_record,
     pdf_timestamps,
     pdf_verification,
 )
 from service.timeline import ViolationEntry
 
 # --------------------------------------------------------------------------- PDF
-
-# Long texts are cut into several PDF paragraphs: reportlab re-wraps a paragraph at
-# every page split, so one 100 kB paragraph would cost quadratic time.
-PDF_CHUNK = 2000
 
 _FONT_DIRS = (
     Path("/usr/share/fonts/truetype/dejavu"),
@@ -126,6 +123,60 @@ def _styles(fonts: Fonts) -> _Styles:
     )  # fmt: skip
 
 
+OUTSIDE_PERIOD = "Outside the order period: recorded, not a violation of the order."
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Looks:
+    """The styles of a violation's block, as ``report_pdf_block`` draws them."""
+
+    h3: Look
+    flag: Look
+    body: Look
+    field: Look
+    text: Look
+
+    @classmethod
+    def of(cls, st: _Styles) -> _Looks:
+        return cls(Look.of(st.h3), Look.of(st.flag), Look.of(st.body), Look.of(st.field),
+                   Look.of(st.text))  # fmt: skip
+
+
+Pieces = list[tuple[str, bool]]  # (text, is the visible mark of a control character)
+
+
+def _frags(pieces: Pieces, font: str) -> list[Frag]:
+    return [(piece, font, MARK if mark else BLACK) for piece, mark in pieces]
+
+
+def _joined(*parts: list[Pieces]) -> list[Pieces]:
+    """Multi-line texts run on: each part continues the last line of the one before."""
+    lines: list[Pieces] = [[]]
+    for part in parts:
+        first, *more = part
+        lines[-1] = [*lines[-1], *first]
+        lines.extend(more)
+    return lines
+
+
+def _marked_box(look: Look, lines: list[Pieces], *, glue: bool) -> Box:
+    return Box(look, tuple(tuple(_frags(line, look.font)) for line in lines), glue=glue)
+
+
+def _plain_box(look: Look, text: str, *, glue: bool) -> Box:
+    return _marked_box(look, [[(text, False)]], glue=glue)
+
+
+def _field_box(look: Look, bold: str, pairs: Iterable[tuple[str, str | None]]) -> Box:
+    """ "label: value" lines, the label in bold; a value's own line breaks are kept."""
+    hard: list[tuple[Frag, ...]] = []
+    for label, value in pairs:
+        first, *more = pdf_lines(value)
+        hard.append(((f"{label}: ", bold, BLACK), *_frags(first, look.font)))
+        hard.extend(tuple(_frags(line, look.font)) for line in more)
+    return Box(look, tuple(hard))
+
+
 def _field(style: ParagraphStyle, label: str, value: str | None) -> Paragraph:
     return Paragraph(f"<b>{xml_escape(label)}:</b> {pdf_text(value)}", style)
 
@@ -136,20 +187,6 @@ def _fields(style: ParagraphStyle, pairs: Iterable[tuple[str, str | None]]) -> P
         "<br/>".join(f"<b>{xml_escape(label)}:</b> {pdf_text(value)}" for label, value in pairs),
         style,
     )
-
-
-def _text_chunks(text: str) -> Iterator[str]:
-    """Cut a long text into pieces of at most ``PDF_CHUNK`` characters, at a line
-    break or space when there is one."""
-    while len(text) > PDF_CHUNK:
-        cut = text.rfind("\n", 0, PDF_CHUNK)
-        if cut < PDF_CHUNK // 2:
-            cut = text.rfind(" ", 0, PDF_CHUNK)
-        if cut < PDF_CHUNK // 2:
-            cut = PDF_CHUNK
-        yield text[:cut]
-        text = text[cut:]
-    yield text
 
 
 class _LazyDoc(SimpleDocTemplate):
@@ -180,6 +217,9 @@ class PdfReport:
         self.zone = cover.zone
         self.fonts = pdf_fonts()
         self.styles = _styles(self.fonts)
+        self.looks = _Looks.of(self.styles)
+        # The frame's height (set in ``build``): a block taller may split anywhere.
+        self.frame_height = A4[1]
 
     def _front(self, width: float) -> Iterator[Flowable]:
         cover, st = self.cover, self.styles
@@ -202,7 +242,7 @@ class PdfReport:
         if cover.facts.log is not None:
             yield PageBreak()
             cell = ParagraphStyle("nc-cell", parent=st.body, fontSize=7.5, leading=9)
-            yield from pdf_log(cover.facts.log, cover.zone.key, pdf_text, (st.h2, st.body, cell))
+            yield from pdf_log(cover.facts.log, cover.zone.key, pdf_lines, (st.h2, st.body, cell))
         yield from self._summary(width)
 
     def _summary(self, width: float) -> Iterator[Flowable]:
@@ -240,37 +280,45 @@ class PdfReport:
         yield Paragraph("Violations", st.h2)
 
     def violation(self, number: int, entry: ViolationEntry) -> Iterator[Flowable]:
-        st = self.styles
+        """One flowable per violation (``report_pdf_block``): headings, flags, fields
+        and evidence texts as plain text, with the headings' keep rules."""
+        looks, bold = self.looks, self.fonts.bold
         title = _violation_title(_name(self.cover.facts, number, entry), entry)
-        head: list[Flowable] = [Paragraph(xml_escape(title), st.h3)]
+        # A heading never stands alone at the foot of a page: the violation's heading,
+        # flags and fields are kept together, and each evidence heading with its fields.
+        boxes = [_plain_box(looks.h3, title, glue=True)]
         if not entry.in_order_period:
-            head.append(Paragraph(
-                "Outside the order period: recorded, not a violation of the order.", st.flag
-            ))  # fmt: skip
+            boxes.append(_plain_box(looks.flag, OUTSIDE_PERIOD, glue=True))
         if entry.id in self.summary.dismissed:
-            head.append(
-                Paragraph(xml_escape(dismissed_line(self.summary.dismissed[entry.id])), st.flag)
-            )
-        head.append(_fields(st.field, _violation_fields(entry, self.zone)))
-        # A heading never stands alone at the foot of a page.
-        yield KeepTogether(head)
+            line = dismissed_line(self.summary.dismissed[entry.id])
+            boxes.append(_plain_box(looks.flag, line, glue=True))
+        boxes.append(_field_box(looks.field, bold, _violation_fields(entry, self.zone)))
         for item in entry.evidence:
-            yield Paragraph(
-                f"Evidence seq {item.seq}: {pdf_text(item.platform)} {pdf_text(item.native_id)}",
-                st.h3,
-            )
-            yield from pdf_record(self.cover.facts, item.seq, st.flag, st.body)
-            yield _fields(st.field, _evidence_fields(item, self.zone))
-            for chunk in _text_chunks(item.text):
-                yield Paragraph(pdf_text(chunk) or "&nbsp;", st.text)
-        yield Spacer(1, 3 * mm)
+            heading = _joined([[(f"Evidence seq {item.seq}: ", False)]], pdf_lines(item.platform),
+                              [[(" ", False)]], pdf_lines(item.native_id))  # fmt: skip
+            boxes.append(_marked_box(looks.h3, heading, glue=True))
+            flags, notes = self.cover.facts.record_lines(item.seq)
+            for flag in flags:
+                boxes.append(
+                    _plain_box(dataclasses.replace(looks.flag, font=bold), flag, glue=True)
+                )
+            for note in notes:
+                boxes.append(_plain_box(looks.body, note, glue=True))
+            boxes.append(_field_box(looks.field, bold, _evidence_fields(item, self.zone)))
+            text = _marked_box(looks.text, pdf_lines(item.text), glue=False)
+            boxes.append(dataclasses.replace(text, whole=False))
+        boxes.append(Box(looks.body, (), extra=3 * mm))
+        yield TextBlock(boxes, self.frame_height)
 
     def build(
         self,
         out: IO[bytes],
         entries: Iterable[ViolationEntry],
         appendix: Callable[[], Iterable[ViolationEntry]] | None = None,
+        scratch: Path | None = None,
     ) -> None:
+        """Write the report to ``out``; finished pages wait in an unlinked file in
+        ``scratch`` (``report_pdf_file``)."""
         facts, st = self.cover.facts, self.styles
 
         def story(width: float) -> Iterator[Flowable]:
@@ -299,9 +347,11 @@ class PdfReport:
                        leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
                        bottomMargin=16 * mm, pageCompression=1,
                        source=iter(()))  # fmt: skip
+        self.frame_height = doc.height
         doc._source = story(doc.width)
         doc._story.append(next(doc._source))
-        doc.build(doc._story, onFirstPage=self._footer, onLaterPages=self._footer)
+        doc.build(doc._story, onFirstPage=self._footer, onLaterPages=self._footer,
+                  canvasmaker=functools.partial(PackedCanvas, scratch=scratch))  # fmt: skip
 
     def _footer(self, canvas: Any, doc: Any) -> None:
         canvas.saveState()

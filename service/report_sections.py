@@ -106,16 +106,6 @@ def pdf_verification(
         yield Paragraph(xml_escape(line), flag)
 
 
-def pdf_record(
-    facts: PacketFacts, seq: int, flag: ParagraphStyle, body: ParagraphStyle
-) -> Iterator[Flowable]:
-    flags, notes = facts.record_lines(seq)
-    for line in flags:
-        yield Paragraph(f"<b>{xml_escape(line)}</b>", flag)
-    for line in notes:
-        yield Paragraph(xml_escape(line), body)
-
-
 def pdf_timestamps(
     facts: PacketFacts, heading: ParagraphStyle, body: ParagraphStyle, mono: ParagraphStyle
 ) -> Iterator[Flowable]:
