@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -169,6 +169,16 @@ def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, 
                 # from the stored text so that they still match what is polled now.
                 item.contents.update((content, evidence.authored_sha256(text)))
                 item.max_version = max(item.max_version, version)
+    return found
+
+
+def _evidence_ids(session: Session, seqs: Sequence[int]) -> dict[int, int]:
+    """The ids of the evidence rows of these chain positions."""
+    found: dict[int, int] = {}
+    for start in range(0, len(seqs), _CHUNK):
+        chunk = seqs[start : start + _CHUNK]
+        rows = session.execute(select(Evidence.seq, Evidence.id).where(Evidence.seq.in_(chunk)))
+        found.update((seq, evidence_id) for seq, evidence_id in rows)
     return found
 
 
@@ -350,7 +360,9 @@ class Store:
         now = poll.now
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
-            stored, fresh = self._append_evidence(session, poll.watcher, poll.observations, now)
+            stored, fresh = self._append_evidence(
+                session, poll.watcher, poll.observations, now, linked=poll.hits.keys()
+            )
             deletions.record_gone(session, poll.watcher, poll.gone, now)
             write = PollWrite(session, self._cases, now)
             self._ensure_cases(session, poll.hits, fresh, self._cases, now)
@@ -386,8 +398,11 @@ class Store:
         watcher: str,
         observations: Sequence[Observation],
         now: datetime,
+        linked: Container[int] | None = None,
     ) -> tuple[list[int], list[NewEvidence]]:
-        """Insert the observations not stored yet; returns their versions and handles."""
+        """Insert the observations not stored yet; returns their versions, and handles
+        of those of them whose index is in ``linked`` (all when None): what violations
+        will link to."""
         if not observations:
             return [], []
         head = session.scalars(
@@ -398,8 +413,9 @@ class Store:
         # Checked only now, under the lock: another replica may just have stored them.
         stored = _stored_items(session, ((o.platform, o.native_id) for o in observations))
         captured_at = evidence.truncate_to_second(now)
+        seq, chain = head.seq, head.chain_sha256
         rows: list[dict[str, Any]] = []
-        indexes: list[int] = []
+        hit_rows: list[tuple[int, dict[str, Any]]] = []
         for index, obs in enumerate(observations):
             content = observation_content_sha256(obs)
             item = stored.setdefault((obs.platform, obs.native_id), _StoredItem(set(), 0))
@@ -407,27 +423,32 @@ class Store:
                 continue
             item.contents.add(content)
             item.max_version += 1
-            row = _evidence_row(obs, watcher, item.max_version, head.seq + 1, captured_at)
+            seq += 1
+            row = _evidence_row(obs, watcher, item.max_version, seq, captured_at)
             row["content_sha256"] = content
-            row["chain_sha256"] = evidence.chain_sha256(head.chain_sha256, row["sha256"])
-            head.seq = row["seq"]
-            head.chain_sha256 = row["chain_sha256"]
+            row["chain_sha256"] = chain = evidence.chain_sha256(chain, row["sha256"])
             rows.append(row)
-            indexes.append(index)
+            if linked is None or index in linked:
+                hit_rows.append((index, row))
         if not rows:
             return [], []
-        ids = session.scalars(
-            insert(Evidence).returning(Evidence.id, sort_by_parameter_order=True), rows
-        ).all()
+        head.seq, head.chain_sha256 = seq, chain
+        # A Core executemany without RETURNING runs as the driver's own executemany
+        # (SQLite's C loop, psycopg's pipeline of one prepared statement); an ordered
+        # RETURNING made SQLAlchemy send SQLite one INSERT per row and psycopg a long
+        # multi-VALUES text it parses again every poll (#15). Each row's seq is known, so
+        # the ids the violation links need are read back by seq, in one query.
+        session.execute(insert(Evidence.__table__), rows)  # type: ignore[arg-type]
+        ids = _evidence_ids(session, [row["seq"] for _, row in hit_rows])
         fresh = [
             NewEvidence(
                 index=index,
-                evidence_id=evidence_id,
+                evidence_id=ids[row["seq"]],
                 platform=row["platform"],
                 fingerprint=row["text_fingerprint"] if row["text"].strip() else None,
                 moment=row["posted_at"] or captured_at,
             )
-            for index, evidence_id, row in zip(indexes, ids, rows, strict=True)
+            for index, row in hit_rows
         ]
         return [row["version"] for row in rows], fresh
 
