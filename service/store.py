@@ -366,9 +366,7 @@ class Store:
             deletions.record_gone(session, poll.watcher, poll.gone, now)
             write = PollWrite(session, self._cases, now)
             self._ensure_cases(session, poll.hits, fresh, self._cases, now)
-            for item in fresh:
-                for hit in poll.hits.get(item.index, ()):
-                    write.add_hit(hit, item)
+            write.add_hits(poll.hits, fresh)
             queued = 0
             if self._planner is not None:
                 queued = self._planner.violations_changed(session, write.changes(), now)

@@ -254,6 +254,36 @@ def test_hits_of_one_author_group_within_the_window_and_split_outside(
     assert count(engine, ViolationEvidence) == 3
 
 
+def test_hits_of_one_poll_group_as_they_would_across_polls(store: Store, engine: Engine) -> None:
+    # The poll's index of violations grows as its hits widen them: the item at +16 min
+    # is near only once the one at +8 min has widened the stored violation.
+    record(store, [make_obs("a", "zero", posted_at=NOW - timedelta(minutes=8))], {0: [make_hit()]})
+    minutes = (0, 8, 16, 40)
+    batch = [make_obs(f"b{m}", f"at {m}", posted_at=NOW + timedelta(minutes=m)) for m in minutes]
+    result = record(store, batch, {index: [make_hit()] for index in range(len(batch))})
+
+    assert (result.new_violations, result.joined_violations) == (1, 1)
+    first, second = violations(engine)
+    assert (first.first_seen, first.last_seen) == (
+        NOW - timedelta(minutes=8),
+        NOW + timedelta(minutes=16),
+    )
+    assert (second.first_seen, second.last_seen) == (NOW + timedelta(minutes=40),) * 2
+    assert count(engine, ViolationEvidence) == 5
+
+
+def test_same_text_on_two_platforms_in_one_poll_joins_one_violation(
+    store: Store, engine: Engine
+) -> None:
+    api = make_obs("109876", "Alex,  you can't hide", platform="mastodon")
+    mirror = make_obs("m-109876", "alex, you can't hide", platform="rss", author="John Doe")
+    result = record(store, [api, mirror], {0: [make_hit()], 1: [make_hit(author_key="john doe")]})
+
+    assert (result.new_violations, result.joined_violations) == (1, 0)
+    [violation] = store.timeline(CASE_ID, include_outside=False)
+    assert [item["platform"] for item in violation["evidence"]] == ["mastodon", "rss"]
+
+
 def test_other_authors_do_not_group(store: Store, engine: Engine) -> None:
     record(
         store,
