@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.coverage import Coverage
+from service.coverage import Coverage, Watched
 from service.db import StoreError
 from service.hits import Hit
 from service.logsetup import settings_secrets
@@ -180,7 +180,7 @@ class Pipeline:
         hits = self._match(settings, watcher, new, deadline)
         kept = self._keep_the_case(settings, watcher, new, hits)
         now = self.clock()
-        self.retention.remember(kept.markers, now)
+        served = tuple(case.id for case in self.settings.cases_for(settings))
         recorded = self.store.record_poll(
             PollRecord(
                 watcher=name,
@@ -191,10 +191,10 @@ class Pipeline:
                 status_notes=result.status_notes,
                 now=now,
                 gone=result.gone,
+                markers=kept.markers,
+                watched=Watched(settings.every, served),
             )
         )
-        served = [case.id for case in self.settings.cases_for(settings)]
-        self.coverage.success(name, settings.every, served, now)
         return PollOutcome(
             name,
             ok=True,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from service import evidence
 from service.db import database_errors, session_factory
@@ -52,6 +53,17 @@ class Split:
     kept: list[Observation]
     hits: dict[int, list[Hit]]
     markers: list[str]
+
+
+def remember_markers(session: Session, markers: Iterable[str], now: datetime) -> None:
+    """Store the markers in the caller's transaction (``Store.record_poll`` stores a
+    poll's with its evidence). Idempotent, as replicas may store the same ones; sorted,
+    so that two transactions storing the same markers lock them in the same order."""
+    unique = sorted(set(markers))
+    for start in range(0, len(unique), _CHUNK):
+        rows = [{"marker": m, "seen_on": now.date()} for m in unique[start : start + _CHUNK]]
+        statement = dialect_insert(session, SeenItem.__table__)  # type: ignore[arg-type]
+        session.execute(statement.values(rows).on_conflict_do_nothing())
 
 
 class Retention:
@@ -94,12 +106,7 @@ class Retention:
         if not unique:
             return
         with database_errors(self.engine), self._write.begin() as session:
-            for start in range(0, len(unique), _CHUNK):
-                rows = [
-                    {"marker": m, "seen_on": now.date()} for m in unique[start : start + _CHUNK]
-                ]
-                statement = dialect_insert(session, SeenItem.__table__)  # type: ignore[arg-type]
-                session.execute(statement.values(rows).on_conflict_do_nothing())
+            remember_markers(session, unique, now)
 
     def _known_markers(self, wanted: Iterable[str]) -> set[str]:
         keys = sorted(set(wanted))

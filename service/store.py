@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service import deletions, evidence
+from service.coverage import Watched, record_success
 from service.db import StoreError, database_errors, session_factory
 from service.grouping import NewEvidence, PollWrite
 from service.hits import Hit
@@ -36,6 +37,7 @@ from service.models import (
 )
 from service.outbox import dialect_insert, insert_ignore
 from service.planner import AlertPlanner, WatcherFailure, episode
+from service.retention import remember_markers
 from service.settings import CaseSettings
 from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Gone, Observation
@@ -102,6 +104,11 @@ class PollRecord:
     now: datetime
     # Captured items the platform announced deleted (chained by service.deletions).
     gone: Sequence[Gone] = ()
+    # Markers of the uninvolved observations (service.retention), and the poll's
+    # coverage (service.coverage): stored in the same transaction, so a poll costs the
+    # database one commit (#15).
+    markers: Sequence[str] = ()
+    watched: Watched | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -230,6 +237,8 @@ class Store:
         self._planner = planner
         self._write = session_factory(engine)
         self._read = session_factory(engine, readonly=True)
+        # Case rows known to be stored (synced or ensured by a committed transaction).
+        self._stored_cases: set[str] = set()
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return database_errors(self.engine)
@@ -246,6 +255,7 @@ class Store:
                 statement = statement.values(**values)
                 update = {k: v for k, v in values.items() if k != "id"}
                 session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=update))
+        self._stored_cases.update(case.id for case in cases)
 
     # -- watchers
 
@@ -260,20 +270,23 @@ class Store:
             return [_state_view(row) for row in rows]
 
     def _locked_state(self, session: Session, name: str, watcher_type: str) -> WatcherState:
-        insert_ignore(
-            session,
-            WatcherState.__table__,  # type: ignore[arg-type]
-            {
-                "name": name,
-                "type": watcher_type,
-                "cursor": {},
-                "consecutive_failures": 0,
-                "failing_alerted": False,
-                "status_notes": [],
-            },
-            "name",
-        )
         row = session.get(WatcherState, name, with_for_update=True, populate_existing=True)
+        if row is None:
+            # The first poll of this watcher; another replica may be adding it too.
+            insert_ignore(
+                session,
+                WatcherState.__table__,  # type: ignore[arg-type]
+                {
+                    "name": name,
+                    "type": watcher_type,
+                    "cursor": {},
+                    "consecutive_failures": 0,
+                    "failing_alerted": False,
+                    "status_notes": [],
+                },
+                "name",
+            )
+            row = session.get(WatcherState, name, with_for_update=True, populate_existing=True)
         if row is None:  # inserted just above; only a broken database lands here
             raise StoreError(f"watcher state row {name!r} vanished")
         row.type = watcher_type
@@ -360,12 +373,17 @@ class Store:
         now = poll.now
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
+            # Markers (sorted), then the coverage row, then the chain head: the order in
+            # which every transaction takes these locks, so replicas never deadlock.
+            remember_markers(session, poll.markers, now)
+            if poll.watched is not None:
+                record_success(session, poll.watcher, poll.watched, now)
             stored, fresh = self._append_evidence(
                 session, poll.watcher, poll.observations, now, linked=poll.hits.keys()
             )
             deletions.record_gone(session, poll.watcher, poll.gone, now)
             write = PollWrite(session, self._cases, now)
-            self._ensure_cases(session, poll.hits, fresh, self._cases, now)
+            cases = self._ensure_cases(session, poll.hits, fresh, now)
             write.add_hits(poll.hits, fresh)
             queued = 0
             if self._planner is not None:
@@ -378,7 +396,7 @@ class Store:
                 )
             _record_success(row, poll)
             versions = sum(1 for version in stored if version > 1)
-            return RecordResult(
+            result = RecordResult(
                 new_evidence=len(stored) - versions,
                 new_versions=versions,
                 new_violations=len(write.created),
@@ -389,6 +407,8 @@ class Store:
                     1 for violation in write.created.values() if not violation.in_order_period
                 ),
             )
+        self._stored_cases.update(cases)  # committed now
+        return result
 
     def _append_evidence(
         self,
@@ -450,20 +470,24 @@ class Store:
         ]
         return [row["version"] for row in rows], fresh
 
-    @staticmethod
     def _ensure_cases(
+        self,
         session: Session,
         hits: Mapping[int, Sequence[Hit]],
         fresh: Sequence[NewEvidence],
-        cases: Mapping[str, CaseSettings],
         now: datetime,
-    ) -> None:
-        """Violations refer to Case rows; add any the caller has not synced yet."""
+    ) -> set[str]:
+        """Violations refer to Case rows; add any the caller has not synced yet. Returns
+        the ids ensured, which the caller remembers once committed (a Case row is never
+        deleted, so this store asks only once per case)."""
         wanted = {hit.case_id for item in fresh for hit in hits.get(item.index, ())}
-        for case_id in sorted(wanted):
-            case = cases.get(case_id)
+        ensured: set[str] = set()
+        for case_id in sorted(wanted - self._stored_cases):
+            case = self._cases.get(case_id)
             if case is not None:
                 insert_ignore(session, Case.__table__, _case_values(case, now), "id")  # type: ignore[arg-type]
+                ensured.add(case_id)
+        return ensured
 
     # -- reading
 
