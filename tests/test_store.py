@@ -3,6 +3,7 @@ violation grouping, the outbox, watcher state and the timeline contract."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -17,12 +18,15 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from service import evidence
+from service.coverage import Watched
 from service.db import StoreError, make_engine, migrate
 from service.hits import Hit, ViolationKind
 from service.models import (
     ChainHead,
+    CoverageState,
     Evidence,
     OutboxAlert,
+    SeenItem,
     Violation,
     ViolationEvidence,
     WatcherState,
@@ -232,6 +236,33 @@ def test_hash_chain_recomputes_with_the_evidence_functions(store: Store, engine:
     assert head is not None
     assert (head.seq, head.chain_sha256) == (4, previous)
     assert rows[0].captured_at == evidence.truncate_to_second(NOW)
+
+
+DAY = timedelta(days=1)
+
+
+def test_markers_and_coverage_are_committed_with_the_poll_or_not_at_all(
+    store: Store, engine: Engine
+) -> None:
+    watched = Watched(timedelta(minutes=5), (CASE_ID,))
+    poll = PollRecord(
+        "reddit", "reddit", [make_obs()], {}, {}, [], NOW, markers=["a" * 64], watched=watched
+    )
+    store.record_poll(poll)
+    assert (count(engine, SeenItem), count(engine, CoverageState)) == (1, 1)
+
+    with Session(engine) as session, session.begin():
+        session.execute(update(ChainHead).values(id=2))  # the next poll's write fails
+    later = dataclasses.replace(
+        poll, observations=[make_obs("t1_new", "other")], markers=["b" * 64], now=NOW + DAY
+    )
+    with pytest.raises(StoreError):
+        store.record_poll(later)
+    assert (count(engine, SeenItem), count(engine, Evidence)) == (1, 1)
+    with Session(engine) as session:
+        coverage = session.get(CoverageState, "reddit")
+        assert coverage is not None
+        assert coverage.last_success == NOW
 
 
 # ---------------------------------------------------------------- violations
