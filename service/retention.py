@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from service import evidence
@@ -27,6 +27,18 @@ from service.outbox import dialect_insert
 from watchers.base import Observation
 
 _CHUNK = 500
+# Built once, with an expanding IN that takes a poll's keys as one parameter (#15).
+_KNOWN_MARKERS = select(SeenItem.marker).where(
+    SeenItem.marker.in_(bindparam("markers", expanding=True))
+)
+_HELD_ITEMS = (
+    select(Evidence.native_id)
+    .where(
+        Evidence.platform == bindparam("platform"),
+        Evidence.native_id.in_(bindparam("native_ids", expanding=True)),
+    )
+    .distinct()
+)
 
 
 def marker(obs: Observation) -> str:
@@ -114,9 +126,7 @@ class Retention:
         with database_errors(self.engine), self._read() as session:
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start : start + _CHUNK]
-                found.update(
-                    session.scalars(select(SeenItem.marker).where(SeenItem.marker.in_(chunk)))
-                )
+                found.update(session.scalars(_KNOWN_MARKERS, {"markers": chunk}))
         return found
 
     def _held_items(self, observations: Sequence[Observation]) -> set[tuple[str, str]]:
@@ -129,13 +139,7 @@ class Retention:
             for platform, ids in by_platform.items():
                 unique = sorted(set(ids))
                 for start in range(0, len(unique), _CHUNK):
-                    rows = session.scalars(
-                        select(Evidence.native_id)
-                        .where(
-                            Evidence.platform == platform,
-                            Evidence.native_id.in_(unique[start : start + _CHUNK]),
-                        )
-                        .distinct()
-                    )
+                    chunk = unique[start : start + _CHUNK]
+                    rows = session.scalars(_HELD_ITEMS, {"platform": platform, "native_ids": chunk})
                     held.update((platform, native_id) for native_id in rows)
         return held

@@ -18,7 +18,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service import deletions, evidence
@@ -146,6 +146,19 @@ def _require_aware(now: datetime) -> None:
         raise ValueError("the store needs aware UTC datetimes, got a naive one")
 
 
+# Built once, with an expanding IN that takes a poll's keys as one parameter: building
+# the statement per call coerced every key into it and made a new cache key (#15).
+_STORED_ITEMS = select(
+    Evidence.native_id, Evidence.content_sha256, Evidence.version, Evidence.text
+).where(
+    Evidence.platform == bindparam("platform"),
+    Evidence.native_id.in_(bindparam("native_ids", expanding=True)),
+)
+_IDS_BY_SEQ = select(Evidence.seq, Evidence.id).where(
+    Evidence.seq.in_(bindparam("seqs", expanding=True))
+)
+
+
 @dataclasses.dataclass(slots=True)
 class _StoredItem:
     contents: set[str]
@@ -161,14 +174,8 @@ def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, 
     for platform, native_ids in by_platform.items():
         ordered = sorted(native_ids)
         for start in range(0, len(ordered), _CHUNK):
-            rows = session.execute(
-                select(
-                    Evidence.native_id, Evidence.content_sha256, Evidence.version, Evidence.text
-                ).where(
-                    Evidence.platform == platform,
-                    Evidence.native_id.in_(ordered[start : start + _CHUNK]),
-                )
-            )
+            chunk = ordered[start : start + _CHUNK]
+            rows = session.execute(_STORED_ITEMS, {"platform": platform, "native_ids": chunk})
             for native_id, content, version, text in rows:
                 item = found.setdefault((platform, native_id), _StoredItem(set(), 0))
                 # Rows of the first release keep the content hash they were stored with
@@ -184,7 +191,7 @@ def _evidence_ids(session: Session, seqs: Sequence[int]) -> dict[int, int]:
     found: dict[int, int] = {}
     for start in range(0, len(seqs), _CHUNK):
         chunk = seqs[start : start + _CHUNK]
-        rows = session.execute(select(Evidence.seq, Evidence.id).where(Evidence.seq.in_(chunk)))
+        rows = session.execute(_IDS_BY_SEQ, {"seqs": chunk})
         found.update((seq, evidence_id) for seq, evidence_id in rows)
     return found
 
