@@ -18,12 +18,19 @@ from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service import deletions, evidence
 from service.coverage import Watched, record_success
 from service.db import StoreError, database_errors, session_factory
+from service.evidence_rows import (
+    StoredItem,
+    evidence_ids,
+    evidence_row,
+    observation_content_sha256,
+    stored_items,
+)
 from service.grouping import NewEvidence, PollWrite
 from service.hits import Hit
 from service.marks import MARK_PLATFORM, MarkKind, mark_native_id, mark_row
@@ -43,10 +50,6 @@ from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Gone, Observation
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 500
-
-_ItemKey = tuple[str, str]  # (platform, native_id)
 
 
 # ---------------------------------------------------------------- views returned
@@ -130,70 +133,10 @@ class OutboxSummary:
 # ---------------------------------------------------------------- content identity
 
 
-def observation_content_sha256(obs: Observation) -> str:
-    """Identity of one version of a platform item: what its author wrote
-    (``evidence.authored_sha256``). Neither the raw payload (a feed's XML changes with
-    every poll), the capture time, the endpoint's ``kind``, the recipients nor the
-    author's display name is included: re-reading an unchanged item through another
-    endpoint or after a rename never makes a new version.
-    """
-    return evidence.authored_sha256(obs.text)
-
-
 def _require_aware(now: datetime) -> None:
     # A naive time would be read as local time and silently shift every evidence time.
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the store needs aware UTC datetimes, got a naive one")
-
-
-# Built once, with an expanding IN that takes a poll's keys as one parameter: building
-# the statement per call coerced every key into it and made a new cache key (#15).
-_STORED_ITEMS = select(
-    Evidence.native_id, Evidence.content_sha256, Evidence.version, Evidence.text
-).where(
-    Evidence.platform == bindparam("platform"),
-    Evidence.native_id.in_(bindparam("native_ids", expanding=True)),
-)
-_IDS_BY_SEQ = select(Evidence.seq, Evidence.id).where(
-    Evidence.seq.in_(bindparam("seqs", expanding=True))
-)
-
-
-@dataclasses.dataclass(slots=True)
-class _StoredItem:
-    contents: set[str]
-    max_version: int
-
-
-def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, _StoredItem]:
-    """The stored content hashes and newest version of each (platform, native_id)."""
-    by_platform: dict[str, set[str]] = {}
-    for platform, native_id in keys:
-        by_platform.setdefault(platform, set()).add(native_id)
-    found: dict[_ItemKey, _StoredItem] = {}
-    for platform, native_ids in by_platform.items():
-        ordered = sorted(native_ids)
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            rows = session.execute(_STORED_ITEMS, {"platform": platform, "native_ids": chunk})
-            for native_id, content, version, text in rows:
-                item = found.setdefault((platform, native_id), _StoredItem(set(), 0))
-                # Rows of the first release keep the content hash they were stored with
-                # (records are never rewritten); their authored identity is recomputed
-                # from the stored text so that they still match what is polled now.
-                item.contents.update((content, evidence.authored_sha256(text)))
-                item.max_version = max(item.max_version, version)
-    return found
-
-
-def _evidence_ids(session: Session, seqs: Sequence[int]) -> dict[int, int]:
-    """The ids of the evidence rows of these chain positions."""
-    found: dict[int, int] = {}
-    for start in range(0, len(seqs), _CHUNK):
-        chunk = seqs[start : start + _CHUNK]
-        rows = session.execute(_IDS_BY_SEQ, {"seqs": chunk})
-        found.update((seq, evidence_id) for seq, evidence_id in rows)
-    return found
 
 
 def _state_view(row: WatcherState) -> WatcherStateView:
@@ -357,7 +300,7 @@ class Store:
         if not observations:
             return []
         with self._errors(), self._read() as session:
-            stored = _stored_items(session, ((o.platform, o.native_id) for o in observations))
+            stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
         fresh: list[Observation] = []
         seen: set[tuple[str, str, str]] = set()
         for obs in observations:
@@ -436,20 +379,20 @@ class Store:
         if head is None:
             raise StoreError("the evidence chain head is missing; was the database migrated?")
         # Checked only now, under the lock: another replica may just have stored them.
-        stored = _stored_items(session, ((o.platform, o.native_id) for o in observations))
+        stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
         captured_at = evidence.truncate_to_second(now)
         seq, chain = head.seq, head.chain_sha256
         rows: list[dict[str, Any]] = []
         hit_rows: list[tuple[int, dict[str, Any]]] = []
         for index, obs in enumerate(observations):
             content = observation_content_sha256(obs)
-            item = stored.setdefault((obs.platform, obs.native_id), _StoredItem(set(), 0))
+            item = stored.setdefault((obs.platform, obs.native_id), StoredItem(set(), 0))
             if content in item.contents:
                 continue
             item.contents.add(content)
             item.max_version += 1
             seq += 1
-            row = _evidence_row(obs, watcher, item.max_version, seq, captured_at)
+            row = evidence_row(obs, watcher, item.max_version, seq, captured_at)
             row["content_sha256"] = content
             row["chain_sha256"] = chain = evidence.chain_sha256(chain, row["sha256"])
             rows.append(row)
@@ -464,7 +407,7 @@ class Store:
         # multi-VALUES text it parses again every poll (#15). Each row's seq is known, so
         # the ids the violation links need are read back by seq, in one query.
         session.execute(insert(Evidence.__table__), rows)  # type: ignore[arg-type]
-        ids = _evidence_ids(session, [row["seq"] for _, row in hit_rows])
+        ids = evidence_ids(session, [row["seq"] for _, row in hit_rows])
         fresh = [
             NewEvidence(
                 index=index,
@@ -577,38 +520,3 @@ def _record_success(row: WatcherState, poll: PollRecord) -> None:
     row.consecutive_failures = 0
     row.failing_alerted = False
     row.disabled_reason = None
-
-
-def _evidence_row(
-    obs: Observation, watcher: str, version: int, seq: int, captured_at: datetime
-) -> dict[str, Any]:
-    raw_sha256 = evidence.sha256_hex(obs.raw)
-    canonical = {
-        "seq": seq,
-        "platform": obs.platform,
-        "native_id": obs.native_id,
-        "version": version,
-        "url": obs.url,
-        "author_handle": obs.author_handle,
-        "author_id": obs.author_id,
-        "posted_at": evidence.format_time(obs.posted_at),
-        "captured_at": evidence.format_time(captured_at),
-        "text": obs.text,
-        "raw_sha256": raw_sha256,
-    }
-    return {
-        **canonical,
-        "posted_at": obs.posted_at,
-        "captured_at": captured_at,
-        "kind": obs.kind,
-        "author_display_name": obs.author_display_name,
-        "author_created_at": obs.author_created_at,
-        "addressed_to": list(obs.addressed_to),
-        "watcher": watcher,
-        "capture_method": obs.capture_method,
-        "raw": obs.raw,
-        "raw_content_type": obs.raw_content_type,
-        "provenance": dict(obs.provenance) if obs.provenance is not None else None,
-        "text_fingerprint": evidence.text_fingerprint(obs.text),
-        "sha256": evidence.record_sha256(canonical),
-    }
