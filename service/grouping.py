@@ -112,13 +112,13 @@ class PollWrite:
             return
         window = max(self.cases[hit.case_id].group_window for hit, _ in known)
         near = and_(
-            Violation.case_id.in_({hit.case_id for hit, _ in known}),
+            Violation.case_id.in_(sorted({hit.case_id for hit, _ in known})),
             Violation.first_seen <= max(item.moment for _, item in known) + window,
             Violation.last_seen >= min(item.moment for _, item in known) - window,
         )
         authors = {hit.author_key for hit, _ in known}
         for violation in self.session.scalars(
-            select(Violation).where(near, Violation.author_key.in_(authors))
+            select(Violation).where(near, Violation.author_key.in_(sorted(authors)))
         ):
             self.candidates[violation.id] = violation
         fingerprints = {item.fingerprint for _, item in known if item.fingerprint is not None}
@@ -128,7 +128,7 @@ class PollWrite:
             select(Violation, Evidence.text_fingerprint, Evidence.platform)
             .join(ViolationEvidence, ViolationEvidence.violation_id == Violation.id)
             .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
-            .where(near, Evidence.text_fingerprint.in_(fingerprints))
+            .where(near, Evidence.text_fingerprint.in_(sorted(fingerprints)))
         )
         for violation, fingerprint, platform in linked:
             self.candidates[violation.id] = violation
