@@ -100,9 +100,10 @@ def time_store(url: str, folder: Path, items: list[Observation], batch: int) -> 
     began = time.perf_counter()
     for start in range(0, len(items), batch):
         # Pipeline._store, with the matcher's answer given: one hit in HIT_EVERY.
-        new = retention.unmarked(store.new_observations(items[start : start + batch]))
+        screened = store.screen(items[start : start + batch])
+        new = screened.fresh
         hits = {i: [hit_for(i)] for i in range(len(new)) if (start + i) % HIT_EVERY == 0}
-        kept = retention.split(new, hits, lambda _: True)
+        kept = retention.split(new, hits, lambda _: True, held=screened.held)
         now = START + timedelta(seconds=start)
         poll = PollRecord("reddit", "reddit", kept.kept, kept.hits, {}, [], now)
         store.record_poll(dataclasses.replace(poll, markers=kept.markers, watched=watched))

@@ -176,9 +176,10 @@ class Pipeline:
         self, settings: WatcherSettings, watcher: Watcher, result: PollResult, deadline: _Deadline
     ) -> PollOutcome:
         name = settings.display_name
-        new = self.retention.unmarked(self.store.new_observations(result.observations))
+        screened = self.store.screen(result.observations)
+        new = screened.fresh
         hits = self._match(settings, watcher, new, deadline)
-        kept = self._keep_the_case(settings, watcher, new, hits)
+        kept = self._keep_the_case(settings, watcher, new, hits, screened.held)
         now = self.clock()
         served = tuple(case.id for case in self.settings.cases_for(settings))
         recorded = self.store.record_poll(
@@ -238,12 +239,16 @@ class Pipeline:
         watcher: Watcher,
         new: list[Observation],
         hits: dict[int, list[Hit]],
+        held: frozenset[tuple[str, str]],
     ) -> Split:
         """What becomes evidence; the rest only leaves a marker (service.retention)."""
         case_ids = self.matcher.case_filter(case.id for case in self.settings.cases_for(settings))
         lookup = _lookup(watcher)
         return self.retention.split(
-            new, hits, lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup)
+            new,
+            hits,
+            lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup),
+            held=held,
         )
 
     def _service_error(self, settings: WatcherSettings, stage: str, exc: Exception) -> PollOutcome:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, select
@@ -78,6 +78,17 @@ def remember_markers(session: Session, markers: Iterable[str], now: datetime) ->
         session.execute(statement.values(rows).on_conflict_do_nothing())
 
 
+def unmarked(session: Session, observations: Sequence[Observation]) -> list[Observation]:
+    """The observations not already remembered as uninvolved, read in the caller's
+    transaction."""
+    marks = [marker(obs) for obs in observations]
+    keys = sorted(set(marks))
+    known: set[str] = set()
+    for start in range(0, len(keys), _CHUNK):
+        known.update(session.scalars(_KNOWN_MARKERS, {"markers": keys[start : start + _CHUNK]}))
+    return [obs for obs, mark in zip(observations, marks, strict=True) if mark not in known]
+
+
 class Retention:
     """Reads and writes the markers; decides what a poll keeps."""
 
@@ -88,17 +99,20 @@ class Retention:
 
     def unmarked(self, observations: Sequence[Observation]) -> list[Observation]:
         """The observations not already remembered as uninvolved."""
-        marks = [marker(obs) for obs in observations]
-        known = self._known_markers(marks)
-        return [obs for obs, mark in zip(observations, marks, strict=True) if mark not in known]
+        with database_errors(self.engine), self._read() as session:
+            return unmarked(session, observations)
 
     def split(
         self,
         observations: Sequence[Observation],
         hits: Mapping[int, Sequence[Hit]],
         involved: Callable[[Observation], bool],
+        held: Collection[tuple[str, str]] | None = None,
     ) -> Split:
-        held = self._held_items(observations)
+        """``held``: the (platform, native id) of these items with evidence stored, when
+        the caller has read them already (``Store.screen``); else they are read here."""
+        if held is None:
+            held = self._held_items(observations)
         kept: list[Observation] = []
         kept_hits: dict[int, list[Hit]] = {}
         markers: list[str] = []
@@ -119,15 +133,6 @@ class Retention:
             return
         with database_errors(self.engine), self._write.begin() as session:
             remember_markers(session, unique, now)
-
-    def _known_markers(self, wanted: Iterable[str]) -> set[str]:
-        keys = sorted(set(wanted))
-        found: set[str] = set()
-        with database_errors(self.engine), self._read() as session:
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                found.update(session.scalars(_KNOWN_MARKERS, {"markers": chunk}))
-        return found
 
     def _held_items(self, observations: Sequence[Observation]) -> set[tuple[str, str]]:
         """Items with evidence already: their later versions are evidence too."""

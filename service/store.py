@@ -25,6 +25,7 @@ from service import deletions, evidence
 from service.coverage import Watched, record_success
 from service.db import StoreError, database_errors, session_factory
 from service.evidence_rows import (
+    ItemKey,
     StoredItem,
     evidence_ids,
     evidence_row,
@@ -44,7 +45,7 @@ from service.models import (
 )
 from service.outbox import dialect_insert, insert_ignore
 from service.planner import AlertPlanner, WatcherFailure, episode
-from service.retention import remember_markers
+from service.retention import remember_markers, unmarked
 from service.settings import CaseSettings
 from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Gone, Observation
@@ -115,6 +116,14 @@ class PollRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Screened:
+    """A poll's observations as ``Store.screen`` found them."""
+
+    fresh: list[Observation]  # not stored yet, not remembered as uninvolved
+    held: frozenset[tuple[str, str]]  # (platform, native id) of items with evidence
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FailureView:
     consecutive_failures: int
     failing_alerted: bool
@@ -137,6 +146,22 @@ def _require_aware(now: datetime) -> None:
     # A naive time would be read as local time and silently shift every evidence time.
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the store needs aware UTC datetimes, got a naive one")
+
+
+def _unstored(
+    observations: Sequence[Observation], stored: Mapping[ItemKey, StoredItem]
+) -> list[Observation]:
+    """The observations whose content is not among ``stored``, in order, without repeats."""
+    fresh: list[Observation] = []
+    seen: set[tuple[str, str, str]] = set()
+    for obs in observations:
+        content = observation_content_sha256(obs)
+        item = stored.get((obs.platform, obs.native_id))
+        key = (obs.platform, obs.native_id, content)
+        if (item is None or content not in item.contents) and key not in seen:
+            seen.add(key)
+            fresh.append(obs)
+    return fresh
 
 
 def _state_view(row: WatcherState) -> WatcherStateView:
@@ -301,16 +326,17 @@ class Store:
             return []
         with self._errors(), self._read() as session:
             stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
-        fresh: list[Observation] = []
-        seen: set[tuple[str, str, str]] = set()
-        for obs in observations:
-            content = observation_content_sha256(obs)
-            item = stored.get((obs.platform, obs.native_id))
-            key = (obs.platform, obs.native_id, content)
-            if (item is None or content not in item.contents) and key not in seen:
-                seen.add(key)
-                fresh.append(obs)
-        return fresh
+        return _unstored(observations, stored)
+
+    def screen(self, observations: Sequence[Observation]) -> Screened:
+        """``new_observations`` without those remembered as uninvolved (service.retention),
+        and which items have evidence already, read in one transaction (#15)."""
+        if not observations:
+            return Screened([], frozenset())
+        with self._errors(), self._read() as session:
+            stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
+            fresh = unmarked(session, _unstored(observations, stored))
+        return Screened(fresh, frozenset(stored))
 
     def record_poll(self, poll: PollRecord) -> RecordResult:
         """Store one successful poll in one transaction: new evidence (chained), the

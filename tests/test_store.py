@@ -32,6 +32,7 @@ from service.models import (
     WatcherState,
 )
 from service.planner import AlertPlanner
+from service.retention import Retention, marker
 from service.settings import CaseSettings, Route, Severity
 from service.store import PollRecord, RecordResult, Store
 from watchers.base import Observation
@@ -182,6 +183,23 @@ def test_new_observations_keeps_only_unstored_content_in_order(store: Store) -> 
     stored, edited, other = make_obs("a"), make_obs("a", "edited text"), make_obs("b")
     record(store, [stored])
     assert store.new_observations([other, stored, edited, other]) == [other, edited]
+
+
+def test_screen_leaves_out_stored_content_and_remembered_markers(
+    store: Store, engine: Engine
+) -> None:
+    stored, edited, marked, other = (
+        make_obs("a"),
+        make_obs("a", "edited text"),
+        make_obs("m", "nothing to see"),
+        make_obs("b"),
+    )
+    record(store, [stored])
+    Retention(engine).remember([marker(marked)], NOW)
+
+    screened = store.screen([other, stored, marked, edited, other])
+    assert screened.fresh == [other, edited]
+    assert screened.held == {("reddit", "a")}
 
 
 def test_an_edit_becomes_version_two_and_both_are_kept(store: Store, engine: Engine) -> None:
