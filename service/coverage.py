@@ -46,6 +46,36 @@ class Period:
     chained: bool = True  # False for the open period not yet in the chain
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Watched:
+    """A successful poll's coverage: the watcher's interval and the cases it serves."""
+
+    every: timedelta
+    cases: tuple[str, ...]
+
+
+def record_success(session: Session, watcher: str, watched: Watched, now: datetime) -> None:
+    """Extend the watcher's open run to ``now``, or chain the run and the gap before it
+    when the pause was too long; in the caller's transaction (``Store.record_poll``
+    records it with the poll's evidence)."""
+    row = session.get(CoverageState, watcher, with_for_update=True)
+    if row is None:
+        session.add(
+            CoverageState(
+                watcher=watcher, period_start=now, last_success=now, cases=list(watched.cases)
+            )
+        )
+        return
+    if now - row.last_success > tolerance(watched.every):
+        _close(session, row, now, end=row.last_success)
+        reason = row.gap_reason or NOT_POLLED
+        _append(session, row, "gap", row.last_success, now, now, reason)
+        row.period_start = now
+    row.last_success = now
+    row.gap_reason = None
+    row.cases = list(watched.cases)
+
+
 class Coverage:
     """Records polls as coverage; reads a case's coverage for the packet."""
 
@@ -55,22 +85,7 @@ class Coverage:
 
     def success(self, watcher: str, every: timedelta, cases: Sequence[str], now: datetime) -> None:
         with database_errors(self.engine), self._write.begin() as session:
-            row = session.get(CoverageState, watcher, with_for_update=True)
-            if row is None:
-                session.add(
-                    CoverageState(
-                        watcher=watcher, period_start=now, last_success=now, cases=list(cases)
-                    )
-                )
-                return
-            if now - row.last_success > tolerance(every):
-                _close(session, row, now, end=row.last_success)
-                reason = row.gap_reason or NOT_POLLED
-                _append(session, row, "gap", row.last_success, now, now, reason)
-                row.period_start = now
-            row.last_success = now
-            row.gap_reason = None
-            row.cases = list(cases)
+            record_success(session, watcher, Watched(every, tuple(cases)), now)
 
     def failure(self, watcher: str, message: str) -> None:
         """Remember the first error since the last good poll: a gap's reason."""

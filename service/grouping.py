@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session
 
 from service.hits import Hit
@@ -46,7 +46,12 @@ class NewEvidence:
 
 @dataclasses.dataclass(slots=True)
 class PollWrite:
-    """The state of one ``record_poll`` transaction."""
+    """The state of one ``record_poll`` transaction.
+
+    The violations a poll's hits may join are read once per poll (``add_hits``) into
+    an in-memory index, which the violations opened and the links added during the
+    poll then join; two queries per poll instead of two per hit (#15).
+    """
 
     session: Session
     cases: Mapping[str, CaseSettings]
@@ -55,8 +60,31 @@ class PollWrite:
     joined: dict[str, Violation] = dataclasses.field(default_factory=dict)
     # (severity, kind) of each joined violation before this poll.
     before: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    links: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    # (violation id, evidence id) → the reason of the link, written by ``add_hits``.
+    links: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
     added: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Violations near this poll's items, and (violation, platform) by text fingerprint.
+    candidates: dict[str, Violation] = dataclasses.field(default_factory=dict)
+    by_content: dict[str, list[tuple[Violation, str]]] = dataclasses.field(default_factory=dict)
+
+    def add_hits(self, hits: Mapping[int, Sequence[Hit]], items: Sequence[NewEvidence]) -> None:
+        """Open or join a violation for every hit of these new evidence items, in order."""
+        pairs = [(hit, item) for item in items for hit in hits.get(item.index, ())]
+        if not pairs:
+            return
+        self._load_candidates(pairs)
+        for hit, item in pairs:
+            self.add_hit(hit, item)
+        # The violations first (the links refer to them), then the links in one batch.
+        self.session.flush()
+        if self.links:
+            self.session.execute(
+                insert(ViolationEvidence.__table__),  # type: ignore[arg-type]
+                [
+                    {"violation_id": violation_id, "evidence_id": evidence_id, "reason": reason}
+                    for (violation_id, evidence_id), reason in self.links.items()
+                ],
+            )
 
     def add_hit(self, hit: Hit, item: NewEvidence) -> None:
         case = self.cases.get(hit.case_id)
@@ -70,54 +98,76 @@ class PollWrite:
         else:
             self._widen(violation, hit, item.moment)
         if (violation.id, item.evidence_id) not in self.links:
-            self.links.add((violation.id, item.evidence_id))
+            self.links[(violation.id, item.evidence_id)] = hit.reason
             self.added[violation.id] = self.added.get(violation.id, 0) + 1
-            self.session.add(
-                ViolationEvidence(
-                    violation_id=violation.id, evidence_id=item.evidence_id, reason=hit.reason
-                )
-            )
+            if item.fingerprint is not None:
+                self.by_content.setdefault(item.fingerprint, []).append((violation, item.platform))
+
+    def _load_candidates(self, pairs: Sequence[tuple[Hit, NewEvidence]]) -> None:
+        """Every stored violation that any of these hits could join: of their cases and
+        near their items' times (a violation not loaded is not widened in this poll, so
+        it stays too far from every item)."""
+        known = [(hit, item) for hit, item in pairs if hit.case_id in self.cases]
+        if not known:
+            return
+        window = max(self.cases[hit.case_id].group_window for hit, _ in known)
+        near = and_(
+            Violation.case_id.in_(sorted({hit.case_id for hit, _ in known})),
+            Violation.first_seen <= max(item.moment for _, item in known) + window,
+            Violation.last_seen >= min(item.moment for _, item in known) - window,
+        )
+        authors = {hit.author_key for hit, _ in known}
+        for violation in self.session.scalars(
+            select(Violation).where(near, Violation.author_key.in_(sorted(authors)))
+        ):
+            self.candidates[violation.id] = violation
+        fingerprints = {item.fingerprint for _, item in known if item.fingerprint is not None}
+        if not fingerprints:
+            return
+        linked = self.session.execute(
+            select(Violation, Evidence.text_fingerprint, Evidence.platform)
+            .join(ViolationEvidence, ViolationEvidence.violation_id == Violation.id)
+            .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
+            .where(near, Evidence.text_fingerprint.in_(sorted(fingerprints)))
+        )
+        for violation, fingerprint, platform in linked:
+            self.candidates[violation.id] = violation
+            self.by_content.setdefault(fingerprint, []).append((violation, platform))
 
     def _find_violation(self, case: CaseSettings, hit: Hit, item: NewEvidence) -> Violation | None:
-        """The violation this hit joins, if any.
+        """The violation this hit joins, if any: the one last seen most recently.
 
         "Near" means the item's time lies within the case's ``group_window`` of the
         violation's span [first_seen, last_seen] (so items that arrive out of order
         still join), in the same case and on the same side of the order period.
         """
         window = case.group_window
-        near = and_(
-            Violation.case_id == case.id,
-            Violation.in_order_period == hit.in_order_period,
-            Violation.first_seen <= item.moment + window,
-            Violation.last_seen >= item.moment - window,
-        )
+
+        def near(violation: Violation) -> bool:
+            return (
+                violation.case_id == case.id
+                and violation.in_order_period == hit.in_order_period
+                and violation.first_seen <= item.moment + window
+                and violation.last_seen >= item.moment - window
+            )
+
         if item.fingerprint is not None:
             # The same words on another platform at about the same time: one post seen
             # through two sources (a mirror and the API). Same-platform items with equal
             # text are distinct posts; they may still group by author below.
-            same_content = (
-                select(Violation)
-                .join(ViolationEvidence, ViolationEvidence.violation_id == Violation.id)
-                .join(Evidence, Evidence.id == ViolationEvidence.evidence_id)
-                .where(
-                    near,
-                    Evidence.text_fingerprint == item.fingerprint,
-                    Evidence.platform != item.platform,
-                )
-                .order_by(Violation.last_seen.desc())
-                .limit(1)
-            )
-            found = self.session.scalars(same_content).first()
-            if found is not None:
-                return found
-        same_author = (
-            select(Violation)
-            .where(near, Violation.author_key == hit.author_key)
-            .order_by(Violation.last_seen.desc())
-            .limit(1)
-        )
-        return self.session.scalars(same_author).first()
+            same_content = [
+                violation
+                for violation, platform in self.by_content.get(item.fingerprint, ())
+                if platform != item.platform and near(violation)
+            ]
+            if same_content:
+                return max(same_content, key=_last_seen)
+        same_author = [
+            violation
+            for violation in self.candidates.values()
+            if violation.author_key == hit.author_key and near(violation)
+        ]
+        return max(same_author, key=_last_seen) if same_author else None
 
     def _open_violation(self, hit: Hit, moment: datetime) -> Violation:
         violation = Violation(
@@ -136,6 +186,7 @@ class PollWrite:
         )
         self.session.add(violation)
         self.created[violation.id] = violation
+        self.candidates[violation.id] = violation
         return violation
 
     def _widen(self, violation: Violation, hit: Hit, moment: datetime) -> None:
@@ -168,3 +219,7 @@ class PollWrite:
             for v in self.joined.values()
         ]
         return opened + joined
+
+
+def _last_seen(violation: Violation) -> datetime:
+    return violation.last_seen

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.coverage import Coverage
+from service.coverage import Coverage, Watched
 from service.db import StoreError
 from service.hits import Hit
 from service.logsetup import settings_secrets
@@ -176,11 +176,12 @@ class Pipeline:
         self, settings: WatcherSettings, watcher: Watcher, result: PollResult, deadline: _Deadline
     ) -> PollOutcome:
         name = settings.display_name
-        new = self.retention.unmarked(self.store.new_observations(result.observations))
+        screened = self.store.screen(result.observations)
+        new = screened.fresh
         hits = self._match(settings, watcher, new, deadline)
-        kept = self._keep_the_case(settings, watcher, new, hits)
+        kept = self._keep_the_case(settings, watcher, new, hits, screened.held)
         now = self.clock()
-        self.retention.remember(kept.markers, now)
+        served = tuple(case.id for case in self.settings.cases_for(settings))
         recorded = self.store.record_poll(
             PollRecord(
                 watcher=name,
@@ -191,10 +192,10 @@ class Pipeline:
                 status_notes=result.status_notes,
                 now=now,
                 gone=result.gone,
+                markers=kept.markers,
+                watched=Watched(settings.every, served),
             )
         )
-        served = [case.id for case in self.settings.cases_for(settings)]
-        self.coverage.success(name, settings.every, served, now)
         return PollOutcome(
             name,
             ok=True,
@@ -238,12 +239,16 @@ class Pipeline:
         watcher: Watcher,
         new: list[Observation],
         hits: dict[int, list[Hit]],
+        held: frozenset[tuple[str, str]],
     ) -> Split:
         """What becomes evidence; the rest only leaves a marker (service.retention)."""
         case_ids = self.matcher.case_filter(case.id for case in self.settings.cases_for(settings))
         lookup = _lookup(watcher)
         return self.retention.split(
-            new, hits, lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup)
+            new,
+            hits,
+            lambda obs: self.matcher.involved(obs, case_ids, account_lookup=lookup),
+            held=held,
         )
 
     def _service_error(self, settings: WatcherSettings, stage: str, exc: Exception) -> PollOutcome:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.orm import Session
 
 from service import evidence
 from service.db import database_errors, session_factory
@@ -26,6 +27,18 @@ from service.outbox import dialect_insert
 from watchers.base import Observation
 
 _CHUNK = 500
+# Built once, with an expanding IN that takes a poll's keys as one parameter (#15).
+_KNOWN_MARKERS = select(SeenItem.marker).where(
+    SeenItem.marker.in_(bindparam("markers", expanding=True))
+)
+_HELD_ITEMS = (
+    select(Evidence.native_id)
+    .where(
+        Evidence.platform == bindparam("platform"),
+        Evidence.native_id.in_(bindparam("native_ids", expanding=True)),
+    )
+    .distinct()
+)
 
 
 def marker(obs: Observation) -> str:
@@ -54,6 +67,28 @@ class Split:
     markers: list[str]
 
 
+def remember_markers(session: Session, markers: Iterable[str], now: datetime) -> None:
+    """Store the markers in the caller's transaction (``Store.record_poll`` stores a
+    poll's with its evidence). Idempotent, as replicas may store the same ones; sorted,
+    so that two transactions storing the same markers lock them in the same order."""
+    unique = sorted(set(markers))
+    for start in range(0, len(unique), _CHUNK):
+        rows = [{"marker": m, "seen_on": now.date()} for m in unique[start : start + _CHUNK]]
+        statement = dialect_insert(session, SeenItem.__table__)  # type: ignore[arg-type]
+        session.execute(statement.values(rows).on_conflict_do_nothing())
+
+
+def unmarked(session: Session, observations: Sequence[Observation]) -> list[Observation]:
+    """The observations not already remembered as uninvolved, read in the caller's
+    transaction."""
+    marks = [marker(obs) for obs in observations]
+    keys = sorted(set(marks))
+    known: set[str] = set()
+    for start in range(0, len(keys), _CHUNK):
+        known.update(session.scalars(_KNOWN_MARKERS, {"markers": keys[start : start + _CHUNK]}))
+    return [obs for obs, mark in zip(observations, marks, strict=True) if mark not in known]
+
+
 class Retention:
     """Reads and writes the markers; decides what a poll keeps."""
 
@@ -64,17 +99,20 @@ class Retention:
 
     def unmarked(self, observations: Sequence[Observation]) -> list[Observation]:
         """The observations not already remembered as uninvolved."""
-        marks = [marker(obs) for obs in observations]
-        known = self._known_markers(marks)
-        return [obs for obs, mark in zip(observations, marks, strict=True) if mark not in known]
+        with database_errors(self.engine), self._read() as session:
+            return unmarked(session, observations)
 
     def split(
         self,
         observations: Sequence[Observation],
         hits: Mapping[int, Sequence[Hit]],
         involved: Callable[[Observation], bool],
+        held: Collection[tuple[str, str]] | None = None,
     ) -> Split:
-        held = self._held_items(observations)
+        """``held``: the (platform, native id) of these items with evidence stored, when
+        the caller has read them already (``Store.screen``); else they are read here."""
+        if held is None:
+            held = self._held_items(observations)
         kept: list[Observation] = []
         kept_hits: dict[int, list[Hit]] = {}
         markers: list[str] = []
@@ -94,23 +132,7 @@ class Retention:
         if not unique:
             return
         with database_errors(self.engine), self._write.begin() as session:
-            for start in range(0, len(unique), _CHUNK):
-                rows = [
-                    {"marker": m, "seen_on": now.date()} for m in unique[start : start + _CHUNK]
-                ]
-                statement = dialect_insert(session, SeenItem.__table__)  # type: ignore[arg-type]
-                session.execute(statement.values(rows).on_conflict_do_nothing())
-
-    def _known_markers(self, wanted: Iterable[str]) -> set[str]:
-        keys = sorted(set(wanted))
-        found: set[str] = set()
-        with database_errors(self.engine), self._read() as session:
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                found.update(
-                    session.scalars(select(SeenItem.marker).where(SeenItem.marker.in_(chunk)))
-                )
-        return found
+            remember_markers(session, unique, now)
 
     def _held_items(self, observations: Sequence[Observation]) -> set[tuple[str, str]]:
         """Items with evidence already: their later versions are evidence too."""
@@ -122,13 +144,7 @@ class Retention:
             for platform, ids in by_platform.items():
                 unique = sorted(set(ids))
                 for start in range(0, len(unique), _CHUNK):
-                    rows = session.scalars(
-                        select(Evidence.native_id)
-                        .where(
-                            Evidence.platform == platform,
-                            Evidence.native_id.in_(unique[start : start + _CHUNK]),
-                        )
-                        .distinct()
-                    )
+                    chunk = unique[start : start + _CHUNK]
+                    rows = session.scalars(_HELD_ITEMS, {"platform": platform, "native_ids": chunk})
                     held.update((platform, native_id) for native_id in rows)
         return held

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,16 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service import deletions, evidence
+from service.coverage import Watched, record_success
 from service.db import StoreError, database_errors, session_factory
+from service.evidence_rows import (
+    ItemKey,
+    StoredItem,
+    evidence_ids,
+    evidence_row,
+    observation_content_sha256,
+    stored_items,
+)
 from service.grouping import NewEvidence, PollWrite
 from service.hits import Hit
 from service.marks import MARK_PLATFORM, MarkKind, mark_native_id, mark_row
@@ -36,15 +45,12 @@ from service.models import (
 )
 from service.outbox import dialect_insert, insert_ignore
 from service.planner import AlertPlanner, WatcherFailure, episode
+from service.retention import remember_markers, unmarked
 from service.settings import CaseSettings
 from service.timeline import ViolationEntry, iter_entries
 from watchers.base import Gone, Observation
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 500
-
-_ItemKey = tuple[str, str]  # (platform, native_id)
 
 
 # ---------------------------------------------------------------- views returned
@@ -102,6 +108,19 @@ class PollRecord:
     now: datetime
     # Captured items the platform announced deleted (chained by service.deletions).
     gone: Sequence[Gone] = ()
+    # Markers of the uninvolved observations (service.retention), and the poll's
+    # coverage (service.coverage): stored in the same transaction, so a poll costs the
+    # database one commit (#15).
+    markers: Sequence[str] = ()
+    watched: Watched | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Screened:
+    """A poll's observations as ``Store.screen`` found them."""
+
+    fresh: list[Observation]  # not stored yet, not remembered as uninvolved
+    held: frozenset[tuple[str, str]]  # (platform, native id) of items with evidence
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,53 +142,26 @@ class OutboxSummary:
 # ---------------------------------------------------------------- content identity
 
 
-def observation_content_sha256(obs: Observation) -> str:
-    """Identity of one version of a platform item: what its author wrote
-    (``evidence.authored_sha256``). Neither the raw payload (a feed's XML changes with
-    every poll), the capture time, the endpoint's ``kind``, the recipients nor the
-    author's display name is included: re-reading an unchanged item through another
-    endpoint or after a rename never makes a new version.
-    """
-    return evidence.authored_sha256(obs.text)
-
-
 def _require_aware(now: datetime) -> None:
     # A naive time would be read as local time and silently shift every evidence time.
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("the store needs aware UTC datetimes, got a naive one")
 
 
-@dataclasses.dataclass(slots=True)
-class _StoredItem:
-    contents: set[str]
-    max_version: int
-
-
-def _stored_items(session: Session, keys: Iterable[_ItemKey]) -> dict[_ItemKey, _StoredItem]:
-    """The stored content hashes and newest version of each (platform, native_id)."""
-    by_platform: dict[str, set[str]] = {}
-    for platform, native_id in keys:
-        by_platform.setdefault(platform, set()).add(native_id)
-    found: dict[_ItemKey, _StoredItem] = {}
-    for platform, native_ids in by_platform.items():
-        ordered = sorted(native_ids)
-        for start in range(0, len(ordered), _CHUNK):
-            rows = session.execute(
-                select(
-                    Evidence.native_id, Evidence.content_sha256, Evidence.version, Evidence.text
-                ).where(
-                    Evidence.platform == platform,
-                    Evidence.native_id.in_(ordered[start : start + _CHUNK]),
-                )
-            )
-            for native_id, content, version, text in rows:
-                item = found.setdefault((platform, native_id), _StoredItem(set(), 0))
-                # Rows of the first release keep the content hash they were stored with
-                # (records are never rewritten); their authored identity is recomputed
-                # from the stored text so that they still match what is polled now.
-                item.contents.update((content, evidence.authored_sha256(text)))
-                item.max_version = max(item.max_version, version)
-    return found
+def _unstored(
+    observations: Sequence[Observation], stored: Mapping[ItemKey, StoredItem]
+) -> list[Observation]:
+    """The observations whose content is not among ``stored``, in order, without repeats."""
+    fresh: list[Observation] = []
+    seen: set[tuple[str, str, str]] = set()
+    for obs in observations:
+        content = observation_content_sha256(obs)
+        item = stored.get((obs.platform, obs.native_id))
+        key = (obs.platform, obs.native_id, content)
+        if (item is None or content not in item.contents) and key not in seen:
+            seen.add(key)
+            fresh.append(obs)
+    return fresh
 
 
 def _state_view(row: WatcherState) -> WatcherStateView:
@@ -220,6 +212,8 @@ class Store:
         self._planner = planner
         self._write = session_factory(engine)
         self._read = session_factory(engine, readonly=True)
+        # Case rows known to be stored (synced or ensured by a committed transaction).
+        self._stored_cases: set[str] = set()
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return database_errors(self.engine)
@@ -236,6 +230,7 @@ class Store:
                 statement = statement.values(**values)
                 update = {k: v for k, v in values.items() if k != "id"}
                 session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=update))
+        self._stored_cases.update(case.id for case in cases)
 
     # -- watchers
 
@@ -250,20 +245,23 @@ class Store:
             return [_state_view(row) for row in rows]
 
     def _locked_state(self, session: Session, name: str, watcher_type: str) -> WatcherState:
-        insert_ignore(
-            session,
-            WatcherState.__table__,  # type: ignore[arg-type]
-            {
-                "name": name,
-                "type": watcher_type,
-                "cursor": {},
-                "consecutive_failures": 0,
-                "failing_alerted": False,
-                "status_notes": [],
-            },
-            "name",
-        )
         row = session.get(WatcherState, name, with_for_update=True, populate_existing=True)
+        if row is None:
+            # The first poll of this watcher; another replica may be adding it too.
+            insert_ignore(
+                session,
+                WatcherState.__table__,  # type: ignore[arg-type]
+                {
+                    "name": name,
+                    "type": watcher_type,
+                    "cursor": {},
+                    "consecutive_failures": 0,
+                    "failing_alerted": False,
+                    "status_notes": [],
+                },
+                "name",
+            )
+            row = session.get(WatcherState, name, with_for_update=True, populate_existing=True)
         if row is None:  # inserted just above; only a broken database lands here
             raise StoreError(f"watcher state row {name!r} vanished")
         row.type = watcher_type
@@ -327,17 +325,18 @@ class Store:
         if not observations:
             return []
         with self._errors(), self._read() as session:
-            stored = _stored_items(session, ((o.platform, o.native_id) for o in observations))
-        fresh: list[Observation] = []
-        seen: set[tuple[str, str, str]] = set()
-        for obs in observations:
-            content = observation_content_sha256(obs)
-            item = stored.get((obs.platform, obs.native_id))
-            key = (obs.platform, obs.native_id, content)
-            if (item is None or content not in item.contents) and key not in seen:
-                seen.add(key)
-                fresh.append(obs)
-        return fresh
+            stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
+        return _unstored(observations, stored)
+
+    def screen(self, observations: Sequence[Observation]) -> Screened:
+        """``new_observations`` without those remembered as uninvolved (service.retention),
+        and which items have evidence already, read in one transaction (#15)."""
+        if not observations:
+            return Screened([], frozenset())
+        with self._errors(), self._read() as session:
+            stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
+            fresh = unmarked(session, _unstored(observations, stored))
+        return Screened(fresh, frozenset(stored))
 
     def record_poll(self, poll: PollRecord) -> RecordResult:
         """Store one successful poll in one transaction: new evidence (chained), the
@@ -350,13 +349,18 @@ class Store:
         now = poll.now
         _require_aware(now)
         with self._errors(), self._write.begin() as session:
-            stored, fresh = self._append_evidence(session, poll.watcher, poll.observations, now)
+            # Markers (sorted), then the coverage row, then the chain head: the order in
+            # which every transaction takes these locks, so replicas never deadlock.
+            remember_markers(session, poll.markers, now)
+            if poll.watched is not None:
+                record_success(session, poll.watcher, poll.watched, now)
+            stored, fresh = self._append_evidence(
+                session, poll.watcher, poll.observations, now, linked=poll.hits.keys()
+            )
             deletions.record_gone(session, poll.watcher, poll.gone, now)
             write = PollWrite(session, self._cases, now)
-            self._ensure_cases(session, poll.hits, fresh, self._cases, now)
-            for item in fresh:
-                for hit in poll.hits.get(item.index, ()):
-                    write.add_hit(hit, item)
+            cases = self._ensure_cases(session, poll.hits, fresh, now)
+            write.add_hits(poll.hits, fresh)
             queued = 0
             if self._planner is not None:
                 queued = self._planner.violations_changed(session, write.changes(), now)
@@ -368,7 +372,7 @@ class Store:
                 )
             _record_success(row, poll)
             versions = sum(1 for version in stored if version > 1)
-            return RecordResult(
+            result = RecordResult(
                 new_evidence=len(stored) - versions,
                 new_versions=versions,
                 new_violations=len(write.created),
@@ -379,6 +383,8 @@ class Store:
                     1 for violation in write.created.values() if not violation.in_order_period
                 ),
             )
+        self._stored_cases.update(cases)  # committed now
+        return result
 
     def _append_evidence(
         self,
@@ -386,8 +392,11 @@ class Store:
         watcher: str,
         observations: Sequence[Observation],
         now: datetime,
+        linked: Container[int] | None = None,
     ) -> tuple[list[int], list[NewEvidence]]:
-        """Insert the observations not stored yet; returns their versions and handles."""
+        """Insert the observations not stored yet; returns their versions, and handles
+        of those of them whose index is in ``linked`` (all when None): what violations
+        will link to."""
         if not observations:
             return [], []
         head = session.scalars(
@@ -396,55 +405,65 @@ class Store:
         if head is None:
             raise StoreError("the evidence chain head is missing; was the database migrated?")
         # Checked only now, under the lock: another replica may just have stored them.
-        stored = _stored_items(session, ((o.platform, o.native_id) for o in observations))
+        stored = stored_items(session, ((o.platform, o.native_id) for o in observations))
         captured_at = evidence.truncate_to_second(now)
+        seq, chain = head.seq, head.chain_sha256
         rows: list[dict[str, Any]] = []
-        indexes: list[int] = []
+        hit_rows: list[tuple[int, dict[str, Any]]] = []
         for index, obs in enumerate(observations):
             content = observation_content_sha256(obs)
-            item = stored.setdefault((obs.platform, obs.native_id), _StoredItem(set(), 0))
+            item = stored.setdefault((obs.platform, obs.native_id), StoredItem(set(), 0))
             if content in item.contents:
                 continue
             item.contents.add(content)
             item.max_version += 1
-            row = _evidence_row(obs, watcher, item.max_version, head.seq + 1, captured_at)
+            seq += 1
+            row = evidence_row(obs, watcher, item.max_version, seq, captured_at)
             row["content_sha256"] = content
-            row["chain_sha256"] = evidence.chain_sha256(head.chain_sha256, row["sha256"])
-            head.seq = row["seq"]
-            head.chain_sha256 = row["chain_sha256"]
+            row["chain_sha256"] = chain = evidence.chain_sha256(chain, row["sha256"])
             rows.append(row)
-            indexes.append(index)
+            if linked is None or index in linked:
+                hit_rows.append((index, row))
         if not rows:
             return [], []
-        ids = session.scalars(
-            insert(Evidence).returning(Evidence.id, sort_by_parameter_order=True), rows
-        ).all()
+        head.seq, head.chain_sha256 = seq, chain
+        # A Core executemany without RETURNING runs as the driver's own executemany
+        # (SQLite's C loop, psycopg's pipeline of one prepared statement); an ordered
+        # RETURNING made SQLAlchemy send SQLite one INSERT per row and psycopg a long
+        # multi-VALUES text it parses again every poll (#15). Each row's seq is known, so
+        # the ids the violation links need are read back by seq, in one query.
+        session.execute(insert(Evidence.__table__), rows)  # type: ignore[arg-type]
+        ids = evidence_ids(session, [row["seq"] for _, row in hit_rows])
         fresh = [
             NewEvidence(
                 index=index,
-                evidence_id=evidence_id,
+                evidence_id=ids[row["seq"]],
                 platform=row["platform"],
                 fingerprint=row["text_fingerprint"] if row["text"].strip() else None,
                 moment=row["posted_at"] or captured_at,
             )
-            for index, evidence_id, row in zip(indexes, ids, rows, strict=True)
+            for index, row in hit_rows
         ]
         return [row["version"] for row in rows], fresh
 
-    @staticmethod
     def _ensure_cases(
+        self,
         session: Session,
         hits: Mapping[int, Sequence[Hit]],
         fresh: Sequence[NewEvidence],
-        cases: Mapping[str, CaseSettings],
         now: datetime,
-    ) -> None:
-        """Violations refer to Case rows; add any the caller has not synced yet."""
+    ) -> set[str]:
+        """Violations refer to Case rows; add any the caller has not synced yet. Returns
+        the ids ensured, which the caller remembers once committed (a Case row is never
+        deleted, so this store asks only once per case)."""
         wanted = {hit.case_id for item in fresh for hit in hits.get(item.index, ())}
-        for case_id in sorted(wanted):
-            case = cases.get(case_id)
+        ensured: set[str] = set()
+        for case_id in sorted(wanted - self._stored_cases):
+            case = self._cases.get(case_id)
             if case is not None:
                 insert_ignore(session, Case.__table__, _case_values(case, now), "id")  # type: ignore[arg-type]
+                ensured.add(case_id)
+        return ensured
 
     # -- reading
 
@@ -527,38 +546,3 @@ def _record_success(row: WatcherState, poll: PollRecord) -> None:
     row.consecutive_failures = 0
     row.failing_alerted = False
     row.disabled_reason = None
-
-
-def _evidence_row(
-    obs: Observation, watcher: str, version: int, seq: int, captured_at: datetime
-) -> dict[str, Any]:
-    raw_sha256 = evidence.sha256_hex(obs.raw)
-    canonical = {
-        "seq": seq,
-        "platform": obs.platform,
-        "native_id": obs.native_id,
-        "version": version,
-        "url": obs.url,
-        "author_handle": obs.author_handle,
-        "author_id": obs.author_id,
-        "posted_at": evidence.format_time(obs.posted_at),
-        "captured_at": evidence.format_time(captured_at),
-        "text": obs.text,
-        "raw_sha256": raw_sha256,
-    }
-    return {
-        **canonical,
-        "posted_at": obs.posted_at,
-        "captured_at": captured_at,
-        "kind": obs.kind,
-        "author_display_name": obs.author_display_name,
-        "author_created_at": obs.author_created_at,
-        "addressed_to": list(obs.addressed_to),
-        "watcher": watcher,
-        "capture_method": obs.capture_method,
-        "raw": obs.raw,
-        "raw_content_type": obs.raw_content_type,
-        "provenance": dict(obs.provenance) if obs.provenance is not None else None,
-        "text_fingerprint": evidence.text_fingerprint(obs.text),
-        "sha256": evidence.record_sha256(canonical),
-    }

@@ -3,6 +3,7 @@ violation grouping, the outbox, watcher state and the timeline contract."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -17,17 +18,21 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from service import evidence
+from service.coverage import Watched
 from service.db import StoreError, make_engine, migrate
 from service.hits import Hit, ViolationKind
 from service.models import (
     ChainHead,
+    CoverageState,
     Evidence,
     OutboxAlert,
+    SeenItem,
     Violation,
     ViolationEvidence,
     WatcherState,
 )
 from service.planner import AlertPlanner
+from service.retention import Retention, marker
 from service.settings import CaseSettings, Route, Severity
 from service.store import PollRecord, RecordResult, Store
 from watchers.base import Observation
@@ -180,6 +185,23 @@ def test_new_observations_keeps_only_unstored_content_in_order(store: Store) -> 
     assert store.new_observations([other, stored, edited, other]) == [other, edited]
 
 
+def test_screen_leaves_out_stored_content_and_remembered_markers(
+    store: Store, engine: Engine
+) -> None:
+    stored, edited, marked, other = (
+        make_obs("a"),
+        make_obs("a", "edited text"),
+        make_obs("m", "nothing to see"),
+        make_obs("b"),
+    )
+    record(store, [stored])
+    Retention(engine).remember([marker(marked)], NOW)
+
+    screened = store.screen([other, stored, marked, edited, other])
+    assert screened.fresh == [other, edited]
+    assert screened.held == {("reddit", "a")}
+
+
 def test_an_edit_becomes_version_two_and_both_are_kept(store: Store, engine: Engine) -> None:
     record(store, [make_obs(text="original words")])
     result = record(store, [make_obs(text="edited words")], now=NOW + timedelta(minutes=1))
@@ -234,6 +256,33 @@ def test_hash_chain_recomputes_with_the_evidence_functions(store: Store, engine:
     assert rows[0].captured_at == evidence.truncate_to_second(NOW)
 
 
+DAY = timedelta(days=1)
+
+
+def test_markers_and_coverage_are_committed_with_the_poll_or_not_at_all(
+    store: Store, engine: Engine
+) -> None:
+    watched = Watched(timedelta(minutes=5), (CASE_ID,))
+    poll = PollRecord(
+        "reddit", "reddit", [make_obs()], {}, {}, [], NOW, markers=["a" * 64], watched=watched
+    )
+    store.record_poll(poll)
+    assert (count(engine, SeenItem), count(engine, CoverageState)) == (1, 1)
+
+    with Session(engine) as session, session.begin():
+        session.execute(update(ChainHead).values(id=2))  # the next poll's write fails
+    later = dataclasses.replace(
+        poll, observations=[make_obs("t1_new", "other")], markers=["b" * 64], now=NOW + DAY
+    )
+    with pytest.raises(StoreError):
+        store.record_poll(later)
+    assert (count(engine, SeenItem), count(engine, Evidence)) == (1, 1)
+    with Session(engine) as session:
+        coverage = session.get(CoverageState, "reddit")
+        assert coverage is not None
+        assert coverage.last_success == NOW
+
+
 # ---------------------------------------------------------------- violations
 
 
@@ -252,6 +301,36 @@ def test_hits_of_one_author_group_within_the_window_and_split_outside(
     assert (first.first_seen, first.last_seen) == (NOW, later)
     assert (second.first_seen, second.last_seen) == (far, far)
     assert count(engine, ViolationEvidence) == 3
+
+
+def test_hits_of_one_poll_group_as_they_would_across_polls(store: Store, engine: Engine) -> None:
+    # The poll's index of violations grows as its hits widen them: the item at +16 min
+    # is near only once the one at +8 min has widened the stored violation.
+    record(store, [make_obs("a", "zero", posted_at=NOW - timedelta(minutes=8))], {0: [make_hit()]})
+    minutes = (0, 8, 16, 40)
+    batch = [make_obs(f"b{m}", f"at {m}", posted_at=NOW + timedelta(minutes=m)) for m in minutes]
+    result = record(store, batch, {index: [make_hit()] for index in range(len(batch))})
+
+    assert (result.new_violations, result.joined_violations) == (1, 1)
+    first, second = violations(engine)
+    assert (first.first_seen, first.last_seen) == (
+        NOW - timedelta(minutes=8),
+        NOW + timedelta(minutes=16),
+    )
+    assert (second.first_seen, second.last_seen) == (NOW + timedelta(minutes=40),) * 2
+    assert count(engine, ViolationEvidence) == 5
+
+
+def test_same_text_on_two_platforms_in_one_poll_joins_one_violation(
+    store: Store, engine: Engine
+) -> None:
+    api = make_obs("109876", "Alex,  you can't hide", platform="mastodon")
+    mirror = make_obs("m-109876", "alex, you can't hide", platform="rss", author="John Doe")
+    result = record(store, [api, mirror], {0: [make_hit()], 1: [make_hit(author_key="john doe")]})
+
+    assert (result.new_violations, result.joined_violations) == (1, 0)
+    [violation] = store.timeline(CASE_ID, include_outside=False)
+    assert [item["platform"] for item in violation["evidence"]] == ["mastodon", "rss"]
 
 
 def test_other_authors_do_not_group(store: Store, engine: Engine) -> None:
