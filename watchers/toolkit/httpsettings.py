@@ -3,6 +3,7 @@ a URL check whose errors never repeat the URL (it may carry a token)."""
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
@@ -17,11 +18,17 @@ MIB = 1024 * 1024
 
 def default_user_agent(purpose: str) -> str:
     """``nocontact/<version> (+<purpose>)``: says who asks, and why."""
+    return f"nocontact/{_release()} (+{purpose})"
+
+
+@functools.cache
+def _release() -> str:
+    # Once per process: reading the package metadata takes milliseconds, and a clinic's
+    # config builds this default for each of 50,000 watchers (#15).
     try:
-        release = version("nocontact")
+        return version("nocontact")
     except PackageNotFoundError:
-        release = "0"
-    return f"nocontact/{release} (+{purpose})"
+        return "0"
 
 
 def check_http_url(value: str, expected: str = "an http:// or https:// URL") -> str:
