@@ -24,8 +24,10 @@ After the start and a first round (every source polled once), it measures
 
 Then it stops the replicas (SIGTERM) and drops the database.
 
-    .venv/bin/python -m benchmarks.bench_clinic            # the full clinic
-    .venv/bin/python -m benchmarks.bench_clinic --cases 200 --sources 1000 --interval 60
+    .venv/bin/python -m benchmarks.bench_clinic     # the full clinic: ~35 min on 2 cores
+    .venv/bin/python -m benchmarks.bench_clinic --sources 5000 --interval 120 --intervals 2
+    .venv/bin/python -m benchmarks.bench_clinic --cases 50 --sources 200 --replicas 2 \
+        --interval 30 --hosts 20 --change 10 --baseline 200    # a smoke test, ~1 min
 """
 
 from __future__ import annotations
@@ -457,10 +459,14 @@ def report(
         f"  CPU per poll (replicas' user+sys ÷ polls): {per_poll * 1000:.2f} ms; "
         f"bare httpx 304 GET: {bare * 1000:.2f} ms; ratio {per_poll / bare:.1f}×"
     )
+    database = (
+        f"{window.database_cpu:.0f} s ({window.database_cpu / polls * 1000:.2f} ms per poll)"
+        if window.database_cpu
+        else "not measured (no backend lived through the window: the pool churns)"
+    )
     print(
         f"  replicas' CPU in the window: {window.cpu:.0f} s of {window.length:.0f} s "
-        f"({window.cpu / window.length:.2f} cores); PostgreSQL's backends for them: "
-        f"{window.database_cpu:.0f} s ({window.database_cpu / polls * 1000:.2f} ms per poll)"
+        f"({window.cpu / window.length:.2f} cores); PostgreSQL's backends for them: {database}"
     )
 
 
