@@ -57,11 +57,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def first_poll_spread(watchers: int) -> float:
+# Polls one slot of the pool is assumed to start per second at the least (a poll is a
+# round trip or two and its storing): what sizes the first polls' spread below.
+POLLS_PER_SLOT_SECOND = 2.0
+MISFIRE_GRACE = timedelta(minutes=5)
+
+
+def first_poll_spread(watchers: int, every: timedelta, slots: int = 16) -> float:
     """Seconds over which the first polls are spread, so that a restart does not hit
     every platform in the same second: none for one watcher (it polls at once, #15),
-    a tenth of a second per further watcher, at most five seconds."""
-    return min(5.0, 0.1 * max(0, watchers - 1))
+    a tenth of a second per further watcher, at most five seconds; but when the pool's
+    ``slots`` cannot start them all in that time, over as long as they need, up to the
+    watcher's ``every``. Otherwise a clinic's 50,000 watchers would all be due at once
+    and those still waiting in the pool after ``MISFIRE_GRACE`` would be dropped as
+    missed, every interval again (#15)."""
+    quick = min(5.0, 0.1 * max(0, watchers - 1))
+    needed = max(0, watchers - 1) / (max(1, slots) * POLLS_PER_SLOT_SECOND)
+    return min(max(quick, needed), every.total_seconds())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -192,13 +204,18 @@ class Service:
                 ),
                 "service": ThreadPoolExecutor(SERVICE_JOBS),
             },
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(MISFIRE_GRACE.total_seconds()),
+            },
         )
         # APScheduler runs on the wall clock; the injected clock dates what is recorded.
         now = utcnow()
-        spread = first_poll_spread(len(self.settings.watchers))
+        count, slots = len(self.settings.watchers), self.settings.max_concurrent_polls
         for watcher in self.settings.watchers:
             every = watcher.every.total_seconds()
+            spread = first_poll_spread(count, watcher.every, slots)
             scheduler.add_job(
                 self._poll_job,
                 IntervalTrigger(seconds=every, jitter=min(every * 0.1, 60)),

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -247,6 +248,7 @@ class Settings(_Strict):
     # Polls in flight at once (each source still at most 2 per host).
     max_concurrent_polls: int = Field(default=16, ge=1, le=256)
     web: WebSettings = Field(default_factory=WebSettings)
+    _positions: tuple[list[CaseSettings], dict[str, int]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -315,11 +317,19 @@ class Settings(_Strict):
                         _unknown_name("case", case_id, case_ids, "cases"),
                     )
 
+    @property
+    def case_positions(self) -> dict[str, int]:
+        """Case id → its place in ``cases``: every poll asks for its watcher's cases, and
+        a clinic has 10,000 of them (#15). Built once per ``cases`` list (the settings
+        are frozen; a ``model_copy`` with other cases gets its own)."""
+        cached = self._positions
+        if cached is None or cached[0] is not self.cases:
+            cached = (self.cases, {case.id: index for index, case in enumerate(self.cases)})
+            self._positions = cached
+        return cached[1]
+
     def case(self, case_id: str) -> CaseSettings:
-        for case in self.cases:
-            if case.id == case_id:
-                return case
-        raise KeyError(case_id)
+        return self.cases[self.case_positions[case_id]]
 
     def operator_routes(self) -> list[str]:
         marked = [name for name, route in self.alerts.items() if route.operator]
@@ -329,5 +339,7 @@ class Settings(_Strict):
     def cases_for(self, watcher: WatcherSettings) -> list[CaseSettings]:
         if watcher.cases is None:
             return list(self.cases)
-        wanted = set(watcher.cases)
-        return [case for case in self.cases if case.id in wanted]
+        positions = self.case_positions
+        # In the config's order, as before; ids are checked against the cases on load.
+        places = sorted({positions[case_id] for case_id in watcher.cases if case_id in positions})
+        return [self.cases[place] for place in places]

@@ -191,3 +191,27 @@ def test_case_ids_are_unique_and_polls_not_too_often() -> None:
         "config.yaml:13: cases[1].id: case id 'smith-v-doe' is used twice",
         "config.yaml:24: watchers[0].every: must be at least 10s",
     ]
+
+
+def test_a_watchers_cases_come_in_the_configs_order_from_the_index() -> None:
+    blog = '  - {type: rss, name: blog, url: "https://blog.example/feed.xml", every: 90s}\n'
+    text = VALID.replace(
+        "watchers:\n" + blog,
+        "  - id: second\n    order: {effective: 2026-02-01}\n"
+        "    protected: {names: [Kim Lee]}\n    restrained: {names: [Lou Ray]}\n"
+        "watchers:\n"
+        + blog
+        + "  - {type: rss, name: both, url: 'https://b.example/f', cases: [second, smith-v-doe]}\n"
+        + "  - {type: rss, name: one, url: 'https://c.example/f', cases: [second]}\n",
+    )
+    settings = parse_config(text)
+    by_name = {w.display_name: w for w in settings.watchers}
+    assert [c.id for c in settings.cases_for(by_name["both"])] == ["smith-v-doe", "second"]
+    assert [c.id for c in settings.cases_for(by_name["one"])] == ["second"]
+    assert [c.id for c in settings.cases_for(by_name["blog"])] == ["smith-v-doe", "second"]
+    assert settings.case("second").protected.names == ["Kim Lee"]
+    # A copy with other cases answers from its own cases, not from the original's index.
+    fewer = settings.model_copy(update={"cases": settings.cases[1:]})
+    assert [c.id for c in fewer.cases_for(by_name["both"])] == ["second"]
+    with pytest.raises(KeyError):
+        fewer.case("smith-v-doe")
