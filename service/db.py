@@ -76,12 +76,13 @@ def _cannot_open(url: str | URL, reason: str) -> StoreError:
     return StoreError(f"cannot open database at {shown}: {reason}")
 
 
-def make_engine(url: str, base_dir: Path) -> Engine:
+def make_engine(url: str, base_dir: Path, *, connections: int | None = None) -> Engine:
     """An Engine for a SQLAlchemy URL from config.
 
     A relative SQLite path is taken relative to ``base_dir`` (the config file's folder);
     ``sqlite://`` is an in-memory database shared by all sessions (for tests). A plain
-    ``postgresql://`` URL uses psycopg 3.
+    ``postgresql://`` URL uses psycopg 3. ``connections``: how many the pool keeps open
+    (the service's threads that use the store at once); SQLAlchemy's default is 5.
     """
     try:
         parsed = make_url(url)
@@ -89,34 +90,37 @@ def make_engine(url: str, base_dir: Path) -> Engine:
         raise _cannot_open(url, "not a SQLAlchemy URL (like sqlite:///nocontact.db)") from None
     backend = parsed.get_backend_name()
     try:
+        # A pool smaller than the threads that use it closes each connection beyond
+        # its size when it is returned: on PostgreSQL every poll would open a backend.
+        pool = {} if connections is None else {"pool_size": connections}
         if backend == "sqlite":
-            return _sqlite_engine(parsed, base_dir)
+            return _sqlite_engine(parsed, base_dir, pool)
         if backend in ("postgresql", "postgres"):
-            return _postgresql_engine(parsed)
-        return create_engine(parsed)
+            return _postgresql_engine(parsed, pool)
+        return create_engine(parsed, **pool)
     except (NoSuchModuleError, ArgumentError, OSError) as exc:
         raise _cannot_open(parsed, _reason(exc)) from None
 
 
-def _postgresql_engine(url: URL) -> Engine:
+def _postgresql_engine(url: URL, pool: dict[str, int]) -> Engine:
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
-def _sqlite_engine(url: URL, base_dir: Path) -> Engine:
+def _sqlite_engine(url: URL, base_dir: Path, pool: dict[str, int]) -> Engine:
     database = url.database or ""
     if database in ("", ":memory:"):
         # One shared connection: otherwise every thread would see its own empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     elif url.query.get("uri") or database.startswith("file:"):
-        engine = create_engine(url)
+        engine = create_engine(url, **pool)
     else:
         path = Path(database).expanduser()
         if not path.is_absolute():
             path = base_dir / path
         _create_private_file(path)
-        engine = create_engine(url.set(database=str(path)))
+        engine = create_engine(url.set(database=str(path)), **pool)
     _install_sqlite_hooks(engine)
     return engine
 

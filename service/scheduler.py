@@ -96,7 +96,11 @@ class Service:
         self.loaded = loaded
         self.settings = loaded.settings
         self.clock = clock
-        self.engine = make_engine(self.settings.database, loaded.base_dir)
+        self.engine = make_engine(
+            self.settings.database,
+            loaded.base_dir,
+            connections=self.settings.max_concurrent_polls + SERVICE_JOBS,
+        )
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
         self.planner = AlertPlanner.from_settings(self.settings)
