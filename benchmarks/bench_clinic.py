@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +53,9 @@ from statistics import median
 
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import ProgrammingError
+
+from benchmarks.bench_feeds import answer_feed
+from benchmarks.bench_store import throwaway_postgres
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
@@ -157,18 +159,8 @@ def handler(traffic: Traffic) -> type:
                 else:
                     status = 304 if fresh else 200
                     traffic.requests.append((time.monotonic(), source, status, replica))
-            if fresh:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            body = feed_xml(source, source % traffic.cases, epoch)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            body = None if fresh else feed_xml(source, source % traffic.cases, epoch)
+            answer_feed(self, etag, body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -224,21 +216,6 @@ def write_config(folder: Path, database: str, cases: int, urls: Sequence[str], e
     path = folder / "config.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-@contextmanager
-def throwaway_postgres(server: str) -> Iterator[str]:
-    """A fresh database on the server, dropped afterwards; yields its URL."""
-    name = f"bench_clinic_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(server), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 class Sampler(threading.Thread):
@@ -561,7 +538,8 @@ def main() -> None:
         f"clinic: {args.cases} cases, {args.sources} sources on {args.hosts} hosts, "
         f"{args.replicas} replicas, every {args.interval} s, {args.intervals} interval(s) measured"
     )
-    with tempfile.TemporaryDirectory() as tmp, throwaway_postgres(args.postgres) as database:
+    server = throwaway_postgres(args.postgres, "bench_clinic")
+    with tempfile.TemporaryDirectory() as tmp, server as database:
         run(args, Path(tmp), database)
 
 

@@ -84,24 +84,27 @@ def handler(bodies: dict[str, bytes], delay: float, counters: Counters) -> type:
                 self.send_error(404)
                 return
             etag = f'"{abs(hash(body))}"'
-            if self.headers.get("If-None-Match") == etag:
-                counters.count(True)
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            counters.count(False)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            fresh = self.headers.get("If-None-Match") == etag
+            counters.count(fresh)
+            answer_feed(self, etag, None if fresh else body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Feed
+
+
+def answer_feed(request: BaseHTTPRequestHandler, etag: str, body: bytes | None) -> None:
+    """The feed with its ETag, or 304 Not Modified when ``body`` is None (the client's
+    If-None-Match named the current ETag)."""
+    request.send_response(304 if body is None else 200)
+    request.send_header("ETag", etag)
+    if body is not None:
+        request.send_header("Content-Type", "application/rss+xml")
+        request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    if body is not None:
+        request.wfile.write(body)
 
 
 @contextmanager

@@ -189,9 +189,9 @@ def time_bare_postgres(server: str, items: list[Observation], batch: int) -> flo
 
 
 @contextmanager
-def throwaway_postgres(server: str) -> Iterator[str]:
+def throwaway_postgres(server: str, prefix: str = "bench") -> Iterator[str]:
     """A fresh database on the server, dropped afterwards; yields its URL."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(make_url(server), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
