@@ -231,15 +231,25 @@ def load_config(path: str | Path, *, need_secrets: bool = True) -> LoadedConfig:
 
 # libyaml's parser when PyYAML was built with it: the pure-Python one takes about a
 # minute for a clinic's config of 50,000 watchers (#15); both give the same nodes and lines.
+# Their error texts differ, so a file libyaml refuses is parsed again by the pure-Python
+# parser, whose problems `_yaml_problem` knows how to put in words.
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose(text: str, label: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError:
+        pass
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(label, exc)]) from None
 
 
 def parse_config(text: str, label: str = "config.yaml", *, need_secrets: bool = True) -> Settings:
     doc = _Document(label, need_secrets=need_secrets)
-    try:
-        root_node = yaml.compose(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(label, exc)]) from None
+    root_node = _compose(text, label)
     if root_node is None:
         raise ConfigError([ConfigProblem(label, 1, "", "the file is empty; see config.yaml")])
     data = doc.build(root_node, ())
