@@ -47,14 +47,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from statistics import median
 
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import ProgrammingError
 
-from benchmarks.bench_feeds import answer_feed
+from benchmarks.bench_feeds import answer_feed, serving
 from benchmarks.bench_store import throwaway_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,22 +174,9 @@ DELAY = 0.05
 @contextmanager
 def feed_servers(hosts: int, sources: int, traffic: Traffic) -> Iterator[list[str]]:
     """Starts one server per loopback address; yields every source's URL."""
-    servers = []
-    for host in range(hosts):
-        server = ThreadingHTTPServer((f"127.0.2.{host + 1}", 0), handler(traffic))
-        server.daemon_threads = True
-        server.request_queue_size = 256
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    try:
-        yield [
-            f"http://127.0.2.{s % hosts + 1}:{servers[s % hosts].server_port}/f/{s}.xml"
-            for s in range(sources)
-        ]
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+    paths = [f"/f/{s}.xml" for s in range(sources)]
+    with serving("127.0.2", hosts, handler(traffic), paths, backlog=256) as urls:
+        yield urls
 
 
 # The clinic's config and database -----------------------------------------------------

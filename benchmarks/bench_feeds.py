@@ -108,25 +108,36 @@ def answer_feed(request: BaseHTTPRequestHandler, etag: str, body: bytes | None) 
 
 
 @contextmanager
-def feed_servers(feeds: int, entries: int, delay: float, counters: Counters) -> Iterator[list[str]]:
-    """Starts the servers; yields every feed's URL."""
-    bodies = {f"/feed/{n}.xml": feed_xml(n, entries) for n in range(feeds)}
+def serving(
+    network: str, hosts: int, handler_class: type, paths: Sequence[str], backlog: int = 5
+) -> Iterator[list[str]]:
+    """One threading HTTP server on each loopback address ``network.1`` to
+    ``network.<hosts>``; yields every path's URL, the paths dealt to the servers in turn."""
     servers = []
-    for host in range(min(HOSTS, feeds)):
-        server = ThreadingHTTPServer((f"127.0.1.{host + 1}", 0), handler(bodies, delay, counters))
+    for host in range(hosts):
+        server = ThreadingHTTPServer((f"{network}.{host + 1}", 0), handler_class)
         server.daemon_threads = True
+        server.request_queue_size = backlog
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
     try:
         yield [
-            f"http://127.0.1.{n % len(servers) + 1}:{servers[n % len(servers)].server_port}"
-            f"/feed/{n}.xml"
-            for n in range(feeds)
+            f"http://{network}.{n % hosts + 1}:{servers[n % hosts].server_port}{path}"
+            for n, path in enumerate(paths)
         ]
     finally:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+@contextmanager
+def feed_servers(feeds: int, entries: int, delay: float, counters: Counters) -> Iterator[list[str]]:
+    """Starts the servers; yields every feed's URL."""
+    bodies = {f"/feed/{n}.xml": feed_xml(n, entries) for n in range(feeds)}
+    feed = handler(bodies, delay, counters)
+    with serving("127.0.1", min(HOSTS, feeds), feed, list(bodies)) as urls:
+        yield urls
 
 
 def config(folder: Path, urls: Sequence[str]) -> Path:
