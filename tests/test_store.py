@@ -525,6 +525,23 @@ def test_sync_cases_inserts_then_updates(store: Store, engine: Engine) -> None:
     assert row.updated_at == NOW + timedelta(days=1)
 
 
+def test_sync_cases_upserts_many_cases_in_batches(
+    store: Store, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import store as store_module
+    from service.models import Case
+
+    monkeypatch.setattr(store_module, "_CASES_PER_BATCH", 2)  # five cases: three batches
+    store.sync_cases([make_case(f"case-{n}") for n in (3, 1, 4)], NOW)
+    later = NOW + timedelta(hours=1)
+    store.sync_cases([make_case(f"case-{n}", alert=["phone"]) for n in (5, 4, 2, 1, 3)], later)
+    with Session(engine) as session:
+        rows = {row.id: row for row in session.scalars(select(Case))}
+    assert sorted(rows) == [f"case-{n}" for n in range(1, 6)]
+    assert all(row.updated_at == later for row in rows.values())
+    assert all(row.definition["alert"] == ["phone"] for row in rows.values())
+
+
 # ---------------------------------------------------------------- timeline
 
 CONTRACT_KEYS = {
